@@ -1,0 +1,143 @@
+"""Engine configuration: embedded defaults, overridable by a YAML file and the environment.
+
+The defaults run the whole engine on one machine with nothing to set up: SQLite under
+``var/``, the simulated board with 8 trunk and 4 station lines, flows from ``flows/``,
+recordings under ``recordings/``, demo data generated on first start.
+
+A site file (``hotline.yaml``, or the path in ``HOTLINE_CONFIG``) overrides any of it::
+
+    database_url: postgresql+asyncpg://hotline@db/hotline
+    recordings_dir: /srv/hotline/recordings
+    board:
+      trunks: 30
+      lines:
+        t1: {flow: main, hangup_signal: busy, busy_cycles: 3}
+    numbers: {"95598": main}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or has a wrong key or value."""
+
+
+@dataclass(slots=True)
+class LineSettings:
+    flow: str | None = None  # None: the board's default flow
+    hangup_signal: str = "loop"  # loop | busy | polarity
+    busy_cycles: int = 3
+
+
+@dataclass(slots=True)
+class BoardSettings:
+    enabled: bool = True
+    trunks: int = 8
+    stations: int = 4
+    default_flow: str = "main"
+    answer_after_rings: int = 1  # 95598 rule: answer within 4 rings
+    lines: dict[str, LineSettings] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ControlSettings:
+    """The simulated board's control socket, used by ``hotline sim`` from another shell."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5599
+
+
+@dataclass(slots=True)
+class SpeechSettings:
+    engine: str = "espeak"  # espeak | pyttsx3
+    voice: str = "cmn-latn-pinyin"
+    readout: str = "units"  # units | tts
+    units_dir: str | None = None  # None: the generated unit set shipped with the engine
+    recorded_prompts_dir: str = "prompts"
+
+
+@dataclass(slots=True)
+class Config:
+    root: Path = field(default_factory=Path.cwd)
+    database_url: str = "sqlite+aiosqlite:///var/hotline.db"
+    recordings_dir: str = "recordings"
+    cache_dir: str = "var/cache"
+    flows_dirs: list[str] = field(default_factory=lambda: ["flows"])
+    demo_data: bool = True
+    log_format: str = "console"  # console | json
+    board: BoardSettings = field(default_factory=BoardSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    numbers: dict[str, str] = field(default_factory=lambda: {"95598": "main"})
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative to the root unless absolute."""
+        p = Path(value)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def database(self) -> str:
+        """The database URL with a relative SQLite path made absolute under the root."""
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            rest = self.database_url[len(prefix):]
+            if rest and rest != ":memory:" and not rest.startswith("/"):
+                return prefix + str(self.path(rest))
+        return self.database_url
+
+    def flow_for_line(self, line: str) -> str:
+        settings = self.board.lines.get(line)
+        return settings.flow if settings and settings.flow else self.board.default_flow
+
+
+def load_config(path: str | Path | None = None, *, root: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults ← the YAML file (if any) ← ``overrides``."""
+    path = path or os.environ.get("HOTLINE_CONFIG")
+    base = Path(root) if root else (Path(path).parent if path else Path.cwd())
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the configuration must be a mapping")
+        data.update(loaded)
+    data.update(overrides or {})
+    config = _build(Config, data, str(path or "configuration"))
+    config.root = base.resolve()
+    return config
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        nested = {"board": BoardSettings, "control": ControlSettings, "speech": SpeechSettings}
+        if name in nested and cls is Config:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {name} must be a mapping")
+            kwargs[name] = _build(nested[name], value, f"{where}: {name}")
+        elif name == "lines" and cls is BoardSettings:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: lines must be a mapping of line name to settings")
+            kwargs[name] = {str(k): _build(LineSettings, v or {}, f"{where}: line {k}")
+                            for k, v in value.items()}
+        else:
+            kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc

@@ -1,0 +1,254 @@
+"""The engine: wires the store, services, speech, flows, drivers and the bus together.
+
+:class:`Engine` owns one running hotline: it recovers recordings a crash left unfinished,
+upgrades the database and creates the demo data, loads and validates the flows (and watches
+them for hot reload), warms the prompt cache, starts the simulated board and its control
+socket, and runs a flow for every call that comes in. Each call is bound to its ``call_id``
+in every log line and produces ``call.*`` events that the CDR writer turns into a call record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from drivers.channel import Channel, HungUp
+from drivers.clock import real_work
+from drivers.media.recorder import find_partials, recover_partial
+from drivers.simboard.board import SimBoard
+from drivers.simboard.channel import SimChannel
+from drivers.simboard.line import HangupSignal, LineConfig
+from hotline.bus import Bus
+from hotline.config import Config
+from hotline.services.cdr import CdrWriter, RecordingIndex
+from hotline.services.registry import ServiceRegistry
+from hotline.store.db import Database
+from hotline.store.demo import ensure_demo_data
+from ivr.flow.registry import FlowRegistry
+from ivr.ports import CallContext, ServiceResult, TransferResult
+from ivr.runtime import CallOutcome, FlowRunner
+from ivr.speech.service import SpeechService
+from ivr.speech.tts import EspeakTts, TtsEngine
+from ivr.speech.units import UnitVoice
+
+log = structlog.get_logger(__name__)
+
+
+class EngineError(RuntimeError):
+    """The engine cannot start (bad flows, unusable database…)."""
+
+
+class Engine:
+    def __init__(self, config: Config, *, wall_clock: Callable[[], dt.datetime] | None = None,
+                 tts: TtsEngine | None = None, watch_flows: bool = True) -> None:
+        self.config = config
+        self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
+        self.bus = Bus()
+        self.db = Database(config.database)
+        self.services = ServiceRegistry(self.db)
+        self.flows = FlowRegistry([config.path(d) for d in config.flows_dirs], self.services.names)
+        self._tts = tts
+        self.speech: SpeechService | None = None
+        self.runner: FlowRunner | None = None
+        self.board: SimBoard | None = None
+        self.control: Any = None
+        self.cdr = CdrWriter(self.db, self.bus)
+        self.recording_index = RecordingIndex(self.db, self.bus)
+        self.calls: dict[str, asyncio.Task[CallOutcome | None]] = {}
+        self.outcomes: dict[str, CallOutcome] = {}
+        self._watch_flows = watch_flows
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._message_counter = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        async with real_work():
+            await self.db.upgrade()
+            if cfg.demo_data:
+                created = await ensure_demo_data(self.db)
+                if created:
+                    log.info("engine.demo_data_created")
+        self.cdr.start()
+        self.recording_index.start()
+        self._recover_recordings()
+        errors = self.flows.load()
+        if errors:
+            raise EngineError("flows rejected:\n" + "\n".join(str(e) for e in errors))
+        tts = self._tts or EspeakTts(voice=cfg.speech.voice)
+        units = UnitVoice(cfg.path(cfg.speech.units_dir)) if cfg.speech.units_dir else UnitVoice.shipped()
+        self.speech = SpeechService(
+            tts,
+            cfg.path(cfg.cache_dir) / "prompts",
+            recorded_dir=cfg.path(cfg.speech.recorded_prompts_dir),
+            units=units,
+            readout_mode=cfg.speech.readout,
+        )
+        async with real_work():
+            await self.speech.warm(self.flows.prompt_texts(), progress=True)
+        self.runner = FlowRunner(_TimedSpeech(self.speech), _TimedServices(self.services), self)
+        if cfg.board.enabled:
+            self.board = SimBoard(
+                trunks=cfg.board.trunks,
+                stations=cfg.board.stations,
+                recordings_dir=cfg.path(cfg.recordings_dir),
+                line_configs={
+                    name: LineConfig(hangup_signal=HangupSignal(s.hangup_signal),
+                                     busy_cycles=s.busy_cycles)
+                    for name, s in cfg.board.lines.items()
+                },
+                on_incoming=self._incoming,
+                on_event=self.bus.publish,
+                wall_clock=self.wall_clock,
+            )
+            self.board.start()
+            if cfg.control.enabled:
+                from drivers.simboard.control import ControlServer
+
+                self.control = ControlServer(self.board, cfg.control.host, cfg.control.port)
+                await self.control.start()
+        if self._watch_flows:
+            self._tasks.append(asyncio.create_task(self.flows.watch(), name="flows.watch"))
+        log.info("engine.started", flows=sorted(self.flows.current), board=bool(self.board))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.control is not None:
+            await self.control.stop()
+        if self.board is not None:
+            await self.board.stop()
+        if self.calls:
+            await asyncio.wait(list(self.calls.values()), timeout=5)
+        await self.cdr.stop()
+        await self.recording_index.stop()
+        await self.db.close()
+        log.info("engine.stopped")
+
+    async def idle(self) -> None:
+        """Wait until no call is running and every event has been written."""
+        while self.calls:
+            await asyncio.wait(list(self.calls.values()))
+        await self.cdr.flush()
+        await self.recording_index.flush()
+
+    def _recover_recordings(self) -> None:
+        for part in find_partials(self.config.path(self.config.recordings_dir)):
+            finished = recover_partial(part)
+            call_id = Path(finished.path).stem
+            log.warning("recording.recovered", call_id=call_id, path=finished.path,
+                        seconds=round(finished.seconds, 2))
+            self.bus.publish("recording.finished", call_id, path=finished.path,
+                             seconds=finished.seconds, channels=finished.channels,
+                             bytes=finished.bytes, recovered=True)
+
+    # --- calls ----------------------------------------------------------------------------
+    def _incoming(self, channel: SimChannel) -> None:
+        task = asyncio.create_task(self.handle_call(channel), name=f"call {channel.call_id}")
+        self.calls[channel.call_id] = task
+        task.add_done_callback(lambda _t: self.calls.pop(channel.call_id, None))
+
+    async def handle_call(self, channel: Channel) -> CallOutcome | None:
+        assert self.runner is not None
+        call_id = channel.call_id
+        flow_id = self.config.flow_for_line(channel.line)
+        if channel.called in self.config.numbers and channel.line.startswith("sip"):
+            flow_id = self.config.numbers[channel.called]
+        bound = structlog.contextvars.bound_contextvars(call_id=call_id)
+        with bound:
+            self.bus.publish("call.started", call_id, channel=channel.channel_id,
+                             line=channel.line, caller=channel.caller, called=channel.called,
+                             flow=flow_id)
+            try:
+                if isinstance(channel, SimChannel):
+                    await self._wait_rings(channel)
+                await channel.answer()
+            except HungUp as exc:
+                self.bus.publish("call.ended", call_id, cause=str(exc.cause), result="abandoned",
+                                 last_step="", path=[], keys="")
+                return None
+            self.bus.publish("call.answered", call_id)
+            log.info("call.answered", line=channel.line, caller=channel.caller, flow=flow_id)
+            outcome = await self.runner.run(channel, self.flows.current, flow_id)
+            if not channel.hung_up:
+                await channel.hangup()
+            self.outcomes[call_id] = outcome
+            self.bus.publish("call.ended", call_id, cause=str(channel.hangup_cause),
+                             result=outcome.result, last_step=outcome.last_step,
+                             path=outcome.path, keys=outcome.keys,
+                             work_order=outcome.work_order)
+            log.info("call.ended", result=outcome.result, last_step=outcome.last_step,
+                     cause=str(channel.hangup_cause))
+            return outcome
+
+    async def _wait_rings(self, channel: SimChannel) -> None:
+        wanted = max(1, self.config.board.answer_after_rings)
+        if channel.rings >= wanted:
+            return
+        done = asyncio.get_running_loop().create_future()
+
+        def on_event(event: Any) -> None:
+            if event.kind == "ring" and event.data["count"] >= wanted and not done.done():
+                done.set_result(None)
+            elif event.kind == "hangup" and not done.done():
+                done.set_result(None)
+
+        unsubscribe = channel.subscribe(on_event)
+        try:
+            await done
+        finally:
+            unsubscribe()
+
+    # --- Host (what the flow runtime asks of the engine) ---------------------------------------
+    def emit(self, kind: str, call_id: str, **data: Any) -> None:
+        self.bus.publish(kind, call_id, **data)
+
+    def recording_path(self, call_id: str, purpose: str) -> str:
+        purpose = re.sub(r"[^a-z0-9_]", "_", purpose.lower()) or "message"
+        self._message_counter += 1
+        day = self.wall_clock()
+        folder = self.config.path(self.config.recordings_dir) / f"{purpose}s" / f"{day:%Y/%m/%d}"
+        return str(folder / f"{call_id}-{purpose}-{self._message_counter}.wav")
+
+    async def transfer(self, channel: Channel, queue: str, *, priority: int,
+                       data: dict[str, Any]) -> TransferResult:
+        """Until queues are configured, no agent can take the call: the flow decides what next."""
+        self.bus.publish("queue.transfer_requested", channel.call_id, queue=queue,
+                         priority=priority)
+        return TransferResult("no_agent", {"queue": queue, "reason": "no agents configured"})
+
+
+class _TimedServices:
+    """Services whose database work the virtual clock waits for (see drivers.clock)."""
+
+    def __init__(self, inner: ServiceRegistry) -> None:
+        self._inner = inner
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self._inner.names
+
+    async def call(self, name: str, args: dict[str, Any], ctx: CallContext) -> ServiceResult:
+        async with real_work():
+            return await self._inner.call(name, args, ctx)
+
+
+class _TimedSpeech:
+    """Speech whose synthesis the virtual clock waits for."""
+
+    def __init__(self, inner: SpeechService) -> None:
+        self._inner = inner
+
+    async def prompt(self, prompt_id: str, text: str) -> Any:
+        async with real_work():
+            return await self._inner.prompt(prompt_id, text)
+
+    async def readout(self, text: str) -> Any:
+        async with real_work():
+            return await self._inner.readout(text)
