@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +11,11 @@ import numpy as np
 import pytest
 
 from drivers.channel import HangupCause, Playable, Reason
-from drivers.clock import VirtualClockLoop
 from drivers.media.tones import dtmf_sequence, sine
 from drivers.simboard.board import SimBoard
 from drivers.simboard.channel import SimChannel
 from drivers.simboard.line import HangupSignal, LineConfig
-
-
-def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
-    loop = VirtualClockLoop()
-    try:
-        return loop.run_until_complete(coro_fn())
-    finally:
-        loop.close()
+from support import run_virtual as run
 
 
 async def _answered_call(tmp_path: Path, **board_kw: Any) -> tuple[SimBoard, SimChannel, Any]:
