@@ -44,6 +44,7 @@ Rules (decisions made here, documented in ``docs/speech.md``):
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -228,7 +229,7 @@ def _decimal(kind: str, value: Any) -> Decimal:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ReadoutError(kind, value, "is not a finite number")
         return Decimal(repr(value))
     if isinstance(value, Decimal):
@@ -248,7 +249,7 @@ def _decimal(kind: str, value: Any) -> Decimal:
 
 def _fraction_digits(d: Decimal) -> tuple[int, str]:
     """|d| split into its integer part and its decimal digits without trailing zeros."""
-    sign, digit_tuple, exponent = abs(d).as_tuple()
+    _, digit_tuple, exponent = abs(d).as_tuple()
     text = "".join(map(str, digit_tuple))
     if exponent >= 0:
         return int(text) * 10**exponent, ""
@@ -265,7 +266,7 @@ def _unsigned_number(d: Decimal) -> str:
     return spoken
 
 
-def number(value: int | float | Decimal | str) -> str:
+def number(value: float | Decimal | str) -> str:
     """A quantity: 3.14 → 三点一四, -0.5 → 负零点五, 2.50 → 二点五, 1,200 → 一千二百."""
     d = _decimal("number", value)
     spoken = _unsigned_number(d)
@@ -316,20 +317,22 @@ def _yuan_jiao_fen(total_fen: int) -> str:
     return out
 
 
-def amount(value: int | float | Decimal | str) -> str:
-    """Money in 元: 230.00 → 二百三十元整, 12.05 → 十二元零五分, 0.50 → 五角, -35.2 → 负三十五元二角."""
+def amount(value: float | Decimal | str) -> str:
+    """Money in 元: 230.00 → 二百三十元整, 12.05 → 十二元零五分, 0.50 → 五角,
+    -35.2 → 负三十五元二角."""
     fen = _fen("amount", value)
     return ("负" if fen < 0 else "") + _yuan_jiao_fen(abs(fen))
 
 
-def balance(value: int | float | Decimal | str) -> str:
+def balance(value: float | Decimal | str) -> str:
     """An account balance for the caller: 35.2 → 余额三十五元二角, -35.2 → 欠费三十五元二角."""
     fen = _fen("balance", value)
     return ("欠费" if fen < 0 else "余额") + _yuan_jiao_fen(abs(fen))
 
 
-def percent(value: int | float | Decimal | str) -> str:
-    """A percentage given in percent: 95.5 → 百分之九十五点五, "12%" → 百分之十二, -3 → 负百分之三."""
+def percent(value: float | Decimal | str) -> str:
+    """A percentage given in percent: 95.5 → 百分之九十五点五, "12%" → 百分之十二,
+    -3 → 负百分之三."""
     if isinstance(value, str) and value.strip().endswith("%"):
         value = value.strip()[:-1]
     d = _decimal("percent", value)
@@ -364,7 +367,8 @@ def date(value: _dt.date | str) -> str:
 
 
 def time(value: _dt.time | str) -> str:
-    """A clock time, 24-hour: ``"14:05"`` → 十四点零五分, ``"14:00"`` → 十四点整, ``"2:30"`` → 两点三十分."""
+    """A clock time, 24-hour: ``"14:05"`` → 十四点零五分, ``"14:00"`` → 十四点整,
+    ``"2:30"`` → 两点三十分."""
     if isinstance(value, _dt.datetime):
         value = value.time()
     if isinstance(value, str):
