@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -10,12 +11,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from hotline.store.db import Database
+from hotline.store.db import Database, alembic_config
 from hotline.store.demo import AREAS, FIXED_ACCOUNTS, ensure_demo_data
 from hotline.store.models import LOCAL_TZ, Account, Base, Bill, CallRecord, Customer, Outage
 
@@ -48,6 +50,18 @@ async def test_migrations_create_every_table_matching_the_models(db: Database) -
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
     assert diff == []
     assert revision == "0001"
+
+
+async def test_migrations_also_run_by_url_as_the_alembic_command_does(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "by-url.db")
+    await asyncio.to_thread(command.upgrade, alembic_config(url=url), "head")
+    db = Database(url)
+    try:
+        async with db.engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+    finally:
+        await db.close()
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
 
 
 async def test_every_connection_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
@@ -103,7 +117,7 @@ async def test_timestamps_come_back_timezone_aware_utc(db: Database) -> None:
 CRASHING_WRITER = """
 import asyncio, os, sys
 from datetime import UTC, datetime
-from hotline.store.db import Database
+from hotline.store.db import Database, alembic_config
 from hotline.store.models import CallRecord
 
 async def main():
