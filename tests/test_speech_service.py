@@ -134,6 +134,13 @@ async def test_without_units_readouts_go_through_tts(tmp_path: Path, engine) -> 
     assert engine.spoken == ["余额五元整"]
 
 
+async def test_empty_readout_is_silence_in_both_modes(tmp_path: Path, engine, units) -> None:
+    for mode in ("units", "tts"):
+        speech = SpeechService(engine, tmp_path / mode, units=units, readout_mode=mode)
+        assert (await speech.readout("")).samples.size == 0
+    assert engine.spoken == []
+
+
 async def test_readout_with_arabic_numerals_is_refused(tmp_path: Path, engine, units) -> None:
     speech = SpeechService(engine, tmp_path / "cache", units=units)
     with pytest.raises(TtsError, match="Arabic numerals"):

@@ -69,6 +69,8 @@ class SpeechService:
     async def readout(self, text: str) -> Playable:
         """Dynamic text: numbers from units (``"units"`` mode), the rest from cached TTS."""
         if self.readout_mode == "tts" or self.units is None:
+            if not _speakable(text):  # an empty slot: nothing to say, not an engine error
+                return Playable(np.zeros(0, dtype=np.int16), text=text, kind="readout")
             entry = await self.cache.fetch(text, persist=False)
             return Playable(entry.samples, text=text, kind="readout", encoded=dict(entry.encoded))
         pieces = self._plan(text)

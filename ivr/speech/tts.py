@@ -209,6 +209,7 @@ class Pyttsx3Tts:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._start_error: TtsError | None = None  # pyttsx3 could not start: fail fast
 
     @property
     def settings(self) -> Mapping[str, str]:
@@ -226,10 +227,14 @@ class Pyttsx3Tts:
 
     async def synthesize(self, text: str) -> np.ndarray:
         check_text(text)
+        if self._start_error is not None:
+            raise self._start_error
         self._ensure_worker()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         self._jobs.put(_Job(text, future, loop))
+        if self._start_error is not None:  # the worker failed while this job was queued
+            self._fail_all(self._start_error)
         return await future
 
     def close(self) -> None:
@@ -256,7 +261,8 @@ class Pyttsx3Tts:
             if self.rate is not None:
                 engine.setProperty("rate", self.rate)
         except Exception as exc:  # noqa: BLE001 - reported to every waiting caller
-            self._fail_all(TtsError(f"pyttsx3 failed to start: {exc!r}"))
+            self._start_error = TtsError(f"pyttsx3 failed to start: {exc!r}")
+            self._fail_all(self._start_error)
             return
         with tempfile.TemporaryDirectory(prefix="pyttsx3-") as scratch:
             for serial in itertools.count():
