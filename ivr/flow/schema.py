@@ -386,7 +386,7 @@ def _type_of(value: Any) -> str:
 def _label(path: Path_) -> str:
     """How a reason names the place: ``step 'ask': collect.max`` or ``limits.max_steps``."""
     if not path:
-        return "the flow"
+        return "the flow file"
     if path[0] == "steps" and len(path) >= 2:
         rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[2:])[1:]
         return f"step {path[1]!r}" + (f": {rest}" if rest else "")
@@ -399,7 +399,7 @@ def _show(value: Any) -> str:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

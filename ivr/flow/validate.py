@@ -33,7 +33,7 @@ def default_slot_kinds() -> frozenset[str]:
 
 
 def _hint(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
@@ -146,7 +146,7 @@ class _Checker:
                 self.error(
                     template.pos_at(slot.kind_offset),
                     f"{where}: unknown slot kind {slot.kind!r} in {{{slot.expression}:{slot.kind}}}"
-                    f" (kinds: {', '.join(sorted(self.slot_kinds))}){_hint(slot.kind, self.slot_kinds)}",
+                    f" (kinds: {', '.join(sorted(self.slot_kinds))})",
                 )
             try:
                 compiled = compile_expression(slot.expression)
@@ -209,6 +209,8 @@ class _Checker:
 
     def check_targets(self, flow: m.Flow, step: m.Step) -> None:
         for edge in edges(flow, step):
+            if edge.target is flow.on_failure and step.on_failure is None:
+                continue  # the flow's own on_failure is checked once, where it is written
             if edge.target is not None and edge.target.name not in flow.steps:
                 self.error(
                     edge.target.pos,
@@ -278,7 +280,7 @@ class _Checker:
                 self.check_expr(case.when, f"{where}: branch case {i + 1}")
             if i and action.cases[i - 1].when is None:
                 self.error(case.pos, f"{where}: branch case {i + 1} follows 'else' and can never be used")
-        if action.cases[-1].when is not None and step.next is None:
+        if all(case.when is not None for case in action.cases) and step.next is None:
             self.error(
                 step.action_pos,
                 f"{where}: branch has no 'else' case and no 'next', so when no case matches"
