@@ -208,12 +208,13 @@ async def test_draft_update_submit_lifecycle(
         number=number,
         description="家里没电，邻居有电",
         description_recording="recordings/call-1/description.wav",
-        contact_phone="139 1234 5678",
+        phone="139 1234 5678",  # the flows' name for contact_phone
     )
     assert updated.status == "ok"
 
     submitted = await call(services, "work_orders.submit", number=number)
     assert submitted.status == "ok" and submitted.data["number"] == number
+    assert submitted.data["digits"] == "20261123000001"
     stored = await order(db, number)
     assert stored.status == "submitted"
     assert stored.submitted_at == NOW
@@ -286,6 +287,8 @@ async def test_work_order_errors(services: ServiceRegistry) -> None:
     assert bad_field.status == "error" and "colour" in bad_field.data["message"]
     bad_account = await call(services, "work_orders.open", type="report", account="123")
     assert bad_account.status == "error" and "10 digits" in bad_account.data["message"]
+    withheld = await call(services, "work_orders.open", type="report", contact_phone="anonymous")
+    assert withheld.status == "ok"  # a withheld caller number does not stop the report
     unknown = await call(services, "work_orders.submit", number="GZ20990101000001")
     assert unknown.status == "error"
     no_fault_type = (await call(services, "work_orders.open", type="fault_repair")).data["number"]
@@ -308,6 +311,7 @@ async def test_area_outage_report_in_a_known_outage_is_a_duplicate(
     result = await call(services, "work_orders.submit", number=draft)
     assert result.status == "duplicate"
     assert result.data["number"] == "TD20261123000001"
+    assert result.data["digits"] == "20261123000001"  # what the flow reads out
     assert result.data["kind"] == "outage"
     assert "线路故障" in result.data["notice"]
     stored = await order(db, draft)

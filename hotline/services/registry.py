@@ -16,7 +16,8 @@ name                           args                            statuses
                                ``account`` (optional)
 =============================  ==============================  ===============================
 
-Work-order fields: ``account`` (or ``account_no``), ``contact_phone``, ``fault_type``
+Work-order fields (flat, or as a ``fields`` mapping): ``account`` (or ``account_no``),
+``contact_phone`` (or ``phone``), ``fault_type``
 (``area_outage``/``own_house``/``danger``), ``area``, ``description``,
 ``description_recording``; ``type`` is one of the eight business types in English
 (``fault_repair``…) or Chinese (``故障报修``…). The data of each status is documented in the

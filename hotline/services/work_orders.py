@@ -19,9 +19,13 @@ dispatched) ``area_outage`` order is not opened again. The draft is closed with
 
 Numbers are ``GZ`` + the China-time date + a 6-digit daily sequence (``GZ20261123000001``).
 
-Statuses: ``ok`` (open, update, submit, transition), ``duplicate`` (submit), ``found``/``none``
-(:func:`open_orders_for_account`), ``error`` with a ``message`` for anything the caller of the
-service got wrong (unknown number, bad field, a draft-only change on a submitted order).
+Statuses: ``ok`` (open, update, submit, transition) with ``number, digits, id, type, status,
+account_no, area, fault_type, submitted_at, due_at`` (``digits``: the number's digits, for
+reading it out); ``duplicate`` (submit) with ``number`` and ``digits`` of the existing outage or
+order, ``kind`` (``outage``/``work_order``), ``draft_number``, ``area`` and, for an outage, its
+``notice`` and ``expected_end``; ``found``/``none`` (:func:`open_orders_for_account`);
+``error`` with a ``message`` for anything the caller of the service got wrong (unknown number,
+bad field, a draft-only change on a submitted order).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ FIELDS = (
     "description_recording",
 )
 """What a draft's caller may fill in (``call_id``/``caller`` come from the call)."""
-FIELD_ALIASES = {"account": "account_no"}
+FIELD_ALIASES = {"account": "account_no", "phone": "contact_phone"}
 
 TRANSITIONS = {
     WorkOrderStatus.SUBMITTED: {WorkOrderStatus.DISPATCHED, WorkOrderStatus.CLOSED},
@@ -123,7 +127,11 @@ def parse_type(value: object) -> WorkOrderType:
 
 
 def clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``fields`` validated and normalised; raises :class:`WorkOrderError`."""
+    """``fields`` validated and normalised; raises :class:`WorkOrderError`.
+
+    An unknown field, a malformed account number or an unknown fault type is refused; a
+    contact phone that is not a phone number (``anonymous``) is dropped to None.
+    """
     cleaned: dict[str, Any] = {}
     for key, value in fields.items():
         name = FIELD_ALIASES.get(key, key)
@@ -136,9 +144,8 @@ def clean_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
             if cleaned[name] is None:
                 raise WorkOrderError(f"account must be 10 digits, got {value!r}")
         elif name == "contact_phone":
+            # Lenient: a withheld or odd caller number must not stop the report.
             cleaned[name] = normalize_phone(value)
-            if cleaned[name] is None:
-                raise WorkOrderError(f"not a phone number: {value!r}")
         elif name == "fault_type":
             try:
                 cleaned[name] = FaultType(str(value)).value
@@ -165,20 +172,24 @@ async def deadline(
 ) -> datetime | None:
     """When the order is due, counted from ``submitted_at`` (see the module docstring)."""
     if order.type == WorkOrderType.FAULT_REPAIR:
-        kind = (
-            await session.scalar(select(Area.kind).where(Area.name == order.area))
-            if order.area
-            else None
-        )
-        return submitted_at + ARRIVAL_DEADLINES[AreaKind(kind) if kind else AreaKind.URBAN]
+        kind = None
+        if order.area:
+            kind = await session.scalar(select(Area.kind).where(Area.name == order.area))
+        return submitted_at + ARRIVAL_DEADLINES[AreaKind(kind or AreaKind.URBAN)]
     if order.type == WorkOrderType.COMPLAINT:
         return add_working_days(submitted_at, COMPLAINT_REPLY_WORKING_DAYS)
     return None
 
 
+def number_digits(number: str | None) -> str:
+    """The digits of an order or outage number, for reading it out (``GZ2026…`` → ``2026…``)."""
+    return "".join(c for c in number or "" if c.isdigit())
+
+
 def order_data(order: WorkOrder) -> dict[str, Any]:
     return {
         "number": order.number,
+        "digits": number_digits(order.number),
         "id": order.id,
         "type": order.type,
         "status": order.status,
@@ -315,6 +326,7 @@ async def _duplicate(session: AsyncSession, order: WorkOrder) -> ServiceResult:
     """The ``duplicate`` answer for a draft folded into ``order.duplicate_of``."""
     data: dict[str, Any] = {
         "number": order.duplicate_of,
+        "digits": number_digits(order.duplicate_of),
         "kind": "work_order",
         "draft_number": order.number,
         "area": order.area,
