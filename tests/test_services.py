@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from hotline.bus import Bus, Event
 from hotline.services import work_orders
-from hotline.services.registry import ServiceRegistry
+from hotline.services.registry import SERVICE_NAMES, ServiceRegistry
 from hotline.store.db import Database
 from hotline.store.demo import ensure_demo_data
 from hotline.store.models import LOCAL_TZ, Account, Customer, VoiceMessage, WorkOrder
@@ -83,6 +83,7 @@ async def account_in(db: Database, area: str) -> str:
 
 
 def test_registry_names(services: ServiceRegistry) -> None:
+    assert services.names == SERVICE_NAMES
     assert {
         "billing.current_bill",
         "billing.account_by_phone",
