@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import structlog
 from drivers.channel import Channel, HangupCause, HungUp, Playable, Reason, Result
 from ivr.flow.loader import load_flow_text
 from ivr.flow.model import FlowSet
+from ivr.flow.registry import FlowRegistry
 from ivr.flow.validate import validate
 from ivr.ports import CallContext, ServiceResult, TransferResult
 from ivr.runtime import CallOutcome, FlowRunner
@@ -744,3 +746,28 @@ async def test_events_and_bound_call_id() -> None:
         ("flow.exit", "call-1", {"result": "completed", "flow": "main", "step": "main:none"}),
     ]
     assert structlog.contextvars.get_contextvars().get("call_id") is None
+
+
+async def test_call_keeps_its_snapshot_across_a_reload(tmp_path: Path) -> None:
+    flow_file = tmp_path / "main.yaml"
+    flow_file.write_text(COLLECT, encoding="utf-8")
+    registry = FlowRegistry(tmp_path)
+    assert registry.load() == []
+    gate = asyncio.Event()
+
+    class GatedChannel(ScriptedChannel):
+        async def collect(self, **kwargs: Any) -> Result:
+            await gate.wait()  # the caller is still typing while the operator reloads
+            return await super().collect(**kwargs)
+
+    channel = GatedChannel(digits("1234567890"))
+    call = asyncio.create_task(run(registry.current, channel))
+    flow_file.write_text(COLLECT.replace("好的。", "已更新。"), encoding="utf-8")
+    assert registry.reload() == []
+    gate.set()
+    outcome = await call
+    assert channel.heard[-1] == "好的。"  # the call finished on the flows it started with
+    new_call = ScriptedChannel(digits("1234567890"))
+    await run(registry.current, new_call)
+    assert new_call.heard[-1] == "已更新。"
+    assert outcome.result == "completed"
