@@ -175,9 +175,7 @@ class _Call:
         """Hang up unless the caller already has."""
         if self.channel.hung_up:
             return
-        cause = {GUARD: HangupCause.GUARD, ERROR: HangupCause.ERROR}.get(
-            result, HangupCause.NORMAL
-        )
+        cause = {GUARD: HangupCause.GUARD, ERROR: HangupCause.ERROR}.get(result, HangupCause.NORMAL)
         try:
             await self.channel.hangup(cause)
         except Exception:
@@ -425,7 +423,9 @@ class _Call:
         data = {
             "path": list(self.path),
             "keys": "".join(self.keys),
-            "variables": {n: copy.deepcopy(self.variables[n]) for n in names if n in self.variables},
+            "variables": {
+                n: copy.deepcopy(self.variables[n]) for n in names if n in self.variables
+            },
         }
         assert self.guard is not None
         loop = asyncio.get_running_loop()

@@ -67,7 +67,10 @@ def test_bad_edit_keeps_old_snapshot_and_fix_swaps(tmp_path: Path) -> None:
 
 
 def test_warnings_do_not_block_a_reload(tmp_path: Path) -> None:
-    write(tmp_path / "main.yaml", GOOD.replace("prompts: {hello: 您好。}", "prompts: {hello: 您好。, spare: 备用。}"))
+    write(
+        tmp_path / "main.yaml",
+        GOOD.replace("prompts: {hello: 您好。}", "prompts: {hello: 您好。, spare: 备用。}"),
+    )
     registry = FlowRegistry(tmp_path, SERVICES)
     problems = registry.load()
     assert [p.severity for p in problems] == ["warning"]
@@ -78,7 +81,9 @@ def test_a_broken_second_file_blocks_the_whole_set(tmp_path: Path) -> None:
     write(tmp_path / "main.yaml", GOOD)
     registry = FlowRegistry(tmp_path, SERVICES)
     registry.load()
-    write(tmp_path / "other.yaml", "flow: other\nstart: s\nsteps:\n  s: {lookup: {service: nope.x}}\n")
+    write(
+        tmp_path / "other.yaml", "flow: other\nstart: s\nsteps:\n  s: {lookup: {service: nope.x}}\n"
+    )
     errors = registry.reload()
     assert [e.reason for e in errors] == ["step 's': unknown service 'nope.x'"]
     assert list(registry.current) == ["main"]

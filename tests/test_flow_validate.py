@@ -313,7 +313,9 @@ steps:
   t: {hangup: true}
 """
     assert errors_of(text) == []
-    assert warnings_of(text) == ["a.yaml:8:11: step 's': 'next' is never used because 'on' has a 'default'"]
+    assert warnings_of(text) == [
+        "a.yaml:8:11: step 's': 'next' is never used because 'on' has a 'default'"
+    ]
 
 
 def test_template_slots_are_checked_as_expressions() -> None:
@@ -327,7 +329,8 @@ steps:
 """
     assert errors_of(text) == [
         "a.yaml:6:15: step 's': invalid expression 'n +': invalid syntax",
-        "a.yaml:6:39: step 's': unknown variable 'm' (not built in, not in vars, never set by a step)",
+        "a.yaml:6:39: step 's': unknown variable 'm'"
+        " (not built in, not in vars, never set by a step)",
     ]
 
 

@@ -238,15 +238,24 @@ async def test_menu_repeats_with_short_prompt_after_invalid_key_and_timeout() ->
     host = FakeHost()
     outcome = await run(flowset(MENU), channel, host=host)
     assert channel.heard == [
-        "欢迎致电95598。", "查询电费请按1。", "按键无效。", "请按1。", "没有听到按键。", "请按1。",
-        "电费查询。", "再见。",
-    ]  # fmt: skip
+        "欢迎致电95598。",
+        "查询电费请按1。",
+        "按键无效。",
+        "请按1。",
+        "没有听到按键。",
+        "请按1。",
+        "电费查询。",
+        "再见。",
+    ]
     assert outcome.result == "completed"
     assert outcome.keys == "91"
     assert outcome.path == ["main:menu", "main:bills", "main:bye"]
     assert channel.collects[0] == {
-        "max_digits": 1, "terminators": "", "first_timeout": 6.0, "inter_timeout": 6.0,
-    }  # fmt: skip
+        "max_digits": 1,
+        "terminators": "",
+        "first_timeout": 6.0,
+        "inter_timeout": 6.0,
+    }
     assert channel.plays[0][1] == "any"  # the menu prompt can be interrupted by any key
     assert channel.cleared == 1  # type-ahead after a wrong key is dropped
     assert channel.hangups == [HangupCause.NORMAL]
@@ -319,8 +328,11 @@ async def test_collect_retries_until_length_and_pattern_match() -> None:
     assert outcome.variables["last_digits"] == "1234567890"
     assert outcome.keys == "123#9999999999#1234567890#"
     assert channel.collects[0] == {
-        "max_digits": 10, "terminators": "#", "first_timeout": 8.0, "inter_timeout": 4.0,
-    }  # fmt: skip
+        "max_digits": 10,
+        "terminators": "#",
+        "first_timeout": 8.0,
+        "inter_timeout": 4.0,
+    }
     assert outcome.path == ["main:ask", "main:ok"]
     assert outcome.result == "completed"
 
@@ -335,7 +347,10 @@ async def test_collect_accepts_max_digits_without_terminator() -> None:
 async def test_collect_timeouts_play_timeout_prompt_then_on_failure() -> None:
     channel = ScriptedChannel(NO_INPUT, NO_INPUT, NO_INPUT)
     outcome = await run(flowset(COLLECT), channel)
-    assert channel.heard == ["请输入十位户号。", "没有听到。"] * 2 + ["请输入十位户号。", "转人工。"]
+    assert channel.heard == ["请输入十位户号。", "没有听到。"] * 2 + [
+        "请输入十位户号。",
+        "转人工。",
+    ]
     assert outcome.path == ["main:ask", "main:agent"]
     assert "account" not in outcome.variables
     assert outcome.keys == ""
@@ -396,11 +411,11 @@ async def test_service_that_raises_is_an_error_status() -> None:
         raise ConnectionError("billing database unreachable")
 
     channel = ScriptedChannel()
-    outcome = await run(flowset(LOOKUP), channel, services=FakeServices(billing__current_bill=broken))
+    outcome = await run(
+        flowset(LOOKUP), channel, services=FakeServices(billing__current_bill=broken)
+    )
     assert channel.heard == ["转人工。"]
-    assert outcome.variables["bill"] == {
-        "message": "ConnectionError: billing database unreachable"
-    }
+    assert outcome.variables["bill"] == {"message": "ConnectionError: billing database unreachable"}
     assert outcome.result == "completed"
 
 
@@ -429,8 +444,11 @@ async def test_set_and_branch_loop_until_condition() -> None:
     assert outcome.variables["tries"] == 3
     assert outcome.variables["label"] == "第3次"
     assert outcome.path == ["main:count", "main:check", "main:again"] * 2 + [
-        "main:count", "main:check", "main:done", "main:bye",
-    ]  # fmt: skip
+        "main:count",
+        "main:check",
+        "main:done",
+        "main:bye",
+    ]
     assert channel.heard == ["第3次"]
     assert outcome.result == "completed"
 
@@ -469,8 +487,14 @@ async def test_subflow_call_returns_to_next_and_shares_variables() -> None:
     outcome = await run(flowset(MAIN_CALLS_SUB, SUB, SHORT), channel, host=host, flow_id="main")
     assert channel.heard == ["电费子流程。", "子流程。", "最后一句。"]
     assert outcome.path == [
-        "main:sub", "bill:hello", "bill:back", "main:after", "main:again", "short:only", "main:bye",
-    ]  # fmt: skip
+        "main:sub",
+        "bill:hello",
+        "bill:back",
+        "main:after",
+        "main:again",
+        "short:only",
+        "main:bye",
+    ]
     entered = [d["flow"] for k, _, d in host.events if k == "flow.enter"]
     assert entered == ["main", "bill", "short"]
     assert outcome.result == "completed"
@@ -508,13 +532,21 @@ async def test_work_order_open_update_submit() -> None:
     channel = ScriptedChannel()
     outcome = await run(flowset(WORK_ORDER), channel, services=services, host=host)
     assert [(name, args) for name, args, _ in services.calls] == [
-        ("work_orders.open", {"type": "fault_repair", "fields": {"account": "0123456789", "contact_phone": "13800138000"}}),
+        (
+            "work_orders.open",
+            {
+                "type": "fault_repair",
+                "fields": {"account": "0123456789", "contact_phone": "13800138000"},
+            },
+        ),
         ("work_orders.update", {"number": "2026001", "fields": {"fault_type": "area_outage"}}),
         ("work_orders.submit", {"number": "2026001"}),
-    ]  # fmt: skip
+    ]
     assert outcome.variables["work_order"] == {
-        "number": "2026001", "status": "submitted", "fault_type": "area_outage",
-    }  # fmt: skip
+        "number": "2026001",
+        "status": "submitted",
+        "fault_type": "area_outage",
+    }
     assert outcome.work_order == "2026001"
     assert [(k, d) for k, _, d in host.events if k.startswith("workorder.")] == [
         ("workorder.opened", {"number": "2026001"}),
@@ -527,7 +559,9 @@ async def test_work_order_duplicate_status_branches() -> None:
     services = FakeServices(
         work_orders__open=ServiceResult("ok", {"number": "2026002"}),
         work_orders__update=ServiceResult("ok", {"number": "2026002"}),
-        work_orders__submit=ServiceResult("duplicate", {"number": "TD9", "draft_number": "2026002"}),
+        work_orders__submit=ServiceResult(
+            "duplicate", {"number": "TD9", "draft_number": "2026002"}
+        ),
     )
     host = FakeHost()
     channel = ScriptedChannel()
@@ -557,11 +591,16 @@ async def test_record_sets_variable_and_uses_host_path() -> None:
     outcome = await run(flowset(RECORD), channel, host=host)
     assert host.recordings == [("call-1", "message")]
     assert channel.records == [
-        ("/recordings/call-1-message.wav", {"max_time": 30.0, "max_silence": 4.0, "terminators": "#", "beep": True})
-    ]  # fmt: skip
+        (
+            "/recordings/call-1-message.wav",
+            {"max_time": 30.0, "max_silence": 4.0, "terminators": "#", "beep": True},
+        )
+    ]
     assert outcome.variables["message"] == {
-        "path": "/recordings/call-1-message.wav", "seconds": 7.5, "reason": "silence",
-    }  # fmt: skip
+        "path": "/recordings/call-1-message.wav",
+        "seconds": 7.5,
+        "reason": "silence",
+    }
     assert channel.heard == ["请在提示音后留言。", "谢谢。"]
 
 
@@ -599,8 +638,16 @@ async def test_transfer_connected_result_and_data() -> None:
     channel = ScriptedChannel(digits("0123456789"))
     outcome = await run(flowset(TRANSFER), channel, host=host)
     assert host.transfers == [
-        ("general", 5, {"path": ["main:ask", "main:agent"], "keys": "0123456789#", "variables": {"account": "0123456789"}})
-    ]  # fmt: skip
+        (
+            "general",
+            5,
+            {
+                "path": ["main:ask", "main:agent"],
+                "keys": "0123456789#",
+                "variables": {"account": "0123456789"},
+            },
+        )
+    ]
     assert outcome.variables["transfer"] == {"status": "connected", "agent": "1001"}
     assert channel.heard[-1] == "再见。"
     assert outcome.result == "transferred"
@@ -629,8 +676,10 @@ async def test_hangup_mid_collect_ends_cleanly_with_last_step() -> None:
     assert outcome.last_step == "main:ask"
     assert channel.hangups == []  # nothing to hang up: the caller already left
     assert host.events[-1] == (
-        "flow.exit", "call-1", {"result": "hangup", "flow": "main", "step": "main:ask"},
-    )  # fmt: skip
+        "flow.exit",
+        "call-1",
+        {"result": "hangup", "flow": "main", "step": "main:ask"},
+    )
 
 
 async def test_hungup_exception_from_driver_ends_with_hangup() -> None:

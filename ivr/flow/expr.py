@@ -285,9 +285,7 @@ def parse_template(text: str) -> tuple[Segment, ...]:
         if not body.strip():
             raise ExprError("empty slot '{}'", i)
         if colon < 0:
-            raise ExprError(
-                f"slot {{{body}}} has no kind: write {{{body.strip()}:kind}}", i
-            )
+            raise ExprError(f"slot {{{body}}} has no kind: write {{{body.strip()}:kind}}", i)
         expression, kind = body[:colon], body[colon + 1 :]
         if not expression.strip():
             raise ExprError(f"slot {{{body}}} has no expression", i)
@@ -307,9 +305,7 @@ def parse_template(text: str) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-def render_template(
-    text: str, variables: Mapping[str, Any], say: Callable[[str, Any], str]
-) -> str:
+def render_template(text: str, variables: Mapping[str, Any], say: Callable[[str, Any], str]) -> str:
     """Fill a template's slots with read-out words; ``say(kind, value)`` does the wording."""
     parts: list[str] = []
     for segment in parse_template(text):

@@ -148,7 +148,9 @@ def parse_document(text: str, file: str) -> _Document:
         doc.errors.append(_syntax_error(file, exc))
         return doc
     if root is None:
-        doc.errors.append(FlowError(file, 1, 1, "the file is empty; a flow needs flow, start and steps"))
+        doc.errors.append(
+            FlowError(file, 1, 1, "the file is empty; a flow needs flow, start and steps")
+        )
         return doc
     doc.data = _Composer(doc).convert(root, ())
     return doc
@@ -225,7 +227,9 @@ class _Builder:
                 }
             ),
             vars=m.frozen_mapping(data.get("vars", {})),
-            vars_pos=m.frozen_mapping({name: self.doc.key_pos(("vars", name)) for name in data.get("vars", {})}),
+            vars_pos=m.frozen_mapping(
+                {name: self.doc.key_pos(("vars", name)) for name in data.get("vars", {})}
+            ),
             limits=m.Limits(
                 max_call_seconds=float(limits.get("max_call_seconds", m.DEFAULT_MAX_CALL_SECONDS)),
                 max_steps=int(limits.get("max_steps", m.DEFAULT_MAX_STEPS)),
@@ -271,7 +275,7 @@ class _Builder:
             positions=m.frozen_mapping(positions),
         )
 
-    def action(self, kind: str, path: DataPath, value: Any) -> m.Action:  # noqa: C901
+    def action(self, kind: str, path: DataPath, value: Any) -> m.Action:
         v = value if isinstance(value, Mapping) else {}
         if kind == "play":
             return m.Play(self.prompt(path, value))
@@ -325,7 +329,13 @@ class _Builder:
             for i, case in enumerate(value):
                 cpath = path + (i,)
                 if "else" in case:
-                    cases.append(m.Case(None, self.ref(cpath + ("else",), case["else"]), self.doc.value_pos(cpath)))
+                    cases.append(
+                        m.Case(
+                            None,
+                            self.ref(cpath + ("else",), case["else"]),
+                            self.doc.value_pos(cpath),
+                        )
+                    )
                 else:
                     cases.append(
                         m.Case(
@@ -406,7 +416,9 @@ def flow_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file()))
+            files.extend(
+                sorted(p for p in path.iterdir() if p.suffix in FLOW_SUFFIXES and p.is_file())
+            )
         else:
             files.append(path)
     return files

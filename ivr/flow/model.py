@@ -271,8 +271,20 @@ class Hangup:
 
 
 Action = (
-    Play | Say | Menu | Collect | Lookup | Set | Branch | Record | WorkOrder | Transfer
-    | CallFlow | Goto | Return | Hangup
+    Play
+    | Say
+    | Menu
+    | Collect
+    | Lookup
+    | Set
+    | Branch
+    | Record
+    | WorkOrder
+    | Transfer
+    | CallFlow
+    | Goto
+    | Return
+    | Hangup
 )
 
 #: Action kinds that end the flow or hand the caller on (exits for the loop check).

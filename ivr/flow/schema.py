@@ -267,7 +267,9 @@ def build_schema() -> dict[str, Any]:
         "required": ["flow", "start", "steps"],
         "additionalProperties": False,
         "properties": {
-            "flow": _named(FLOW_ID, "must be lowercase letters, digits and _, starting with a letter"),
+            "flow": _named(
+                FLOW_ID, "must be lowercase letters, digits and _, starting with a letter"
+            ),
             "title": {"type": "string"},
             "comment": {"type": "string"},
             "start": step_name,

@@ -61,9 +61,10 @@ def edges(flow: m.Flow, step: m.Step) -> list[Edge]:
     out += [Edge(f"on {status!r}", ref) for status, ref in step.on]
     if step.next is not None:
         out.append(Edge("next", step.next))
-    elif not isinstance(action, m.Menu | m.Branch | m.Goto | m.Return | m.Hangup):
-        if "default" not in dict(step.on):
-            out.append(Edge("end of flow", None))
+    elif not isinstance(action, m.Menu | m.Branch | m.Goto | m.Return | m.Hangup) and (
+        "default" not in dict(step.on)
+    ):
+        out.append(Edge("end of flow", None))
     if isinstance(action, m.Menu | m.Collect | m.Record):
         failure = step.on_failure or flow.on_failure
         out.append(Edge("on_failure", failure))
@@ -181,7 +182,8 @@ class _Checker:
                         self.error(
                             item.prompt.pos,
                             f"step {step.name!r}: prompt {item.prompt.name!r} is not defined in"
-                            f" the prompts of flow {flow.id!r}{_hint(item.prompt.name, flow.prompts)}",
+                            f" the prompts of flow {flow.id!r}"
+                            f"{_hint(item.prompt.name, flow.prompts)}",
                         )
         for prompt_id, prompt in flow.prompts.items():
             if prompt_id not in used:
@@ -230,7 +232,7 @@ class _Checker:
                 f"step {step.name!r}: 'next' is never used because 'on' has a 'default'",
             )
 
-    def check_action(self, flow: m.Flow, step: m.Step) -> None:  # noqa: C901
+    def check_action(self, flow: m.Flow, step: m.Step) -> None:
         action = step.action
         where = f"step {step.name!r}"
         if isinstance(action, m.Say):
@@ -279,7 +281,9 @@ class _Checker:
             if case.when is not None:
                 self.check_expr(case.when, f"{where}: branch case {i + 1}")
             if i and action.cases[i - 1].when is None:
-                self.error(case.pos, f"{where}: branch case {i + 1} follows 'else' and can never be used")
+                self.error(
+                    case.pos, f"{where}: branch case {i + 1} follows 'else' and can never be used"
+                )
         if all(case.when is not None for case in action.cases) and step.next is None:
             self.error(
                 step.action_pos,
@@ -312,7 +316,8 @@ class _Checker:
             for name, step in flow.steps.items()
         }
         graph = {
-            name: [t for t in targets if t is None or t in flow.steps] for name, targets in graph.items()
+            name: [t for t in targets if t is None or t in flow.steps]
+            for name, targets in graph.items()
         }
         reachable = _reach(flow.start.name, graph)
         for name, step in flow.steps.items():
@@ -350,7 +355,8 @@ class _Checker:
                 if chain is not None:
                     route = " → ".join([flow_id, *chain])
                     self.error(
-                        ref.pos, f"flow {flow_id!r} calls itself through {route}; sub-flows cannot recurse"
+                        ref.pos,
+                        f"flow {flow_id!r} calls itself through {route}; sub-flows cannot recurse",
                     )
 
     def run(self) -> list[FlowError]:
@@ -449,4 +455,3 @@ def validate(
     """
     kinds = slot_kinds if slot_kinds is not None else default_slot_kinds()
     return _Checker(flowset, services, kinds).run()
-
