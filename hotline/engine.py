@@ -77,6 +77,10 @@ class Engine:
                     log.info("engine.demo_data_created")
         self.cdr.start()
         self.recording_index.start()
+        async with real_work():
+            interrupted = await self.cdr.close_interrupted()
+        if interrupted:
+            log.warning("engine.calls_interrupted_by_crash", calls=interrupted)
         self._recover_recordings()
         errors = self.flows.load()
         if errors:
