@@ -8,7 +8,7 @@ returns Playables that carry their text, so assertions read what the caller hear
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 import structlog
 
 from drivers.channel import Channel, HangupCause, HungUp, Playable, Reason, Result
+from drivers.clock import VirtualClockLoop
 from ivr.flow.loader import load_flow_text
 from ivr.flow.model import FlowSet
 from ivr.flow.registry import FlowRegistry
@@ -728,34 +729,46 @@ async def test_max_steps_guard_hangs_up_with_guard_cause() -> None:
     assert channel.hangups == [HangupCause.GUARD]
 
 
-async def test_max_call_seconds_guard_interrupts_a_step() -> None:
+def on_virtual_clock(coro: Coroutine[Any, Any, CallOutcome]) -> tuple[CallOutcome, float]:
+    """Run a call on the virtual-clock loop; returns its outcome and the virtual seconds used."""
+    loop = VirtualClockLoop()
+    try:
+        started = loop.time()
+        outcome = loop.run_until_complete(coro)
+        return outcome, loop.time() - started
+    finally:
+        loop.close()
+
+
+def test_max_call_seconds_guard_interrupts_a_step() -> None:
     text = """
 flow: main
 start: wait
-limits: {max_call_seconds: 0.05}
+limits: {max_call_seconds: 1200}
 steps:
   wait: {collect: {max: 4}}
 """
-    channel = ScriptedChannel(("collect", Stall()))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    outcome = await asyncio.wait_for(run(flowset(text), channel), timeout=5)
-    assert loop.time() - started < 2
+    channel = ScriptedChannel(("collect", Stall()))  # a caller whose hangup is never signalled
+    outcome, seconds = on_virtual_clock(run(flowset(text), channel))
     assert (outcome.result, outcome.last_step) == ("guard", "main:wait")
+    assert seconds == pytest.approx(1200)
     assert channel.hangups == [HangupCause.GUARD]
 
 
-async def test_time_with_the_agent_does_not_count_against_the_guard() -> None:
+def test_time_with_the_agent_does_not_count_against_the_guard() -> None:
     text = """
 flow: main
 start: agent
-limits: {max_call_seconds: 0.05}
+limits: {max_call_seconds: 1200}
 steps:
-  agent: {transfer: {queue: general}}
+  agent: {transfer: {queue: general}, next: ask}
+  ask: {collect: {max: 4}}
 """
-    host = FakeHost(TransferResult("connected"), transfer_delay=0.15)
-    outcome = await run(flowset(text), ScriptedChannel(), host=host)
-    assert outcome.result == "transferred"
+    host = FakeHost(TransferResult("connected"), transfer_delay=3600)
+    channel = ScriptedChannel(("collect", Stall()))
+    outcome, seconds = on_virtual_clock(run(flowset(text), channel, host=host))
+    assert (outcome.result, outcome.last_step) == ("guard", "main:ask")
+    assert seconds == pytest.approx(3600 + 1200)  # the guard resumed after the transfer
 
 
 async def test_unexpected_exception_is_an_error_result_and_hangs_up() -> None:
