@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from ivr.flow.registry import FlowRegistry, ReloadReport
+from ivr.flow.registry import FlowRegistry, ReloadReport, check_paths
 
 SERVICES = frozenset({"billing.current_bill"})
 
@@ -72,9 +72,24 @@ def test_warnings_do_not_block_a_reload(tmp_path: Path) -> None:
         GOOD.replace("prompts: {hello: 您好。}", "prompts: {hello: 您好。, spare: 备用。}"),
     )
     registry = FlowRegistry(tmp_path, SERVICES)
-    problems = registry.load()
-    assert [p.severity for p in problems] == ["warning"]
+    assert registry.load() == []
+    assert registry.last_report is not None
+    assert [str(p) for p in registry.last_report.problems] == [
+        f"{tmp_path / 'main.yaml'}:3:23: prompt 'spare' is defined but never used"
+    ]
     assert registry.generation == 1
+    assert registry.prompt_texts() == {"hello": "您好。", "spare": "备用。"}
+
+
+def test_check_paths_counts_files_and_returns_errors_only(tmp_path: Path) -> None:
+    write(
+        tmp_path / "a.yaml",
+        GOOD.replace("prompts: {hello: 您好。}", "prompts: {hello: 您好。, x: 多余。}"),
+    )
+    write(tmp_path / "b.yaml", BAD.replace("flow: main", "flow: other"))
+    files, errors = check_paths([tmp_path], SERVICES)
+    assert files == 2
+    assert [(Path(e.file).name, e.line) for e in errors] == [("b.yaml", 5), ("b.yaml", 6)]
 
 
 def test_a_broken_second_file_blocks_the_whole_set(tmp_path: Path) -> None:

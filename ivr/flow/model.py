@@ -42,9 +42,6 @@ READONLY_VARIABLES: frozenset[str] = frozenset({"caller", "called", "line", "cal
 #: Variables the runtime sets itself (besides ``into`` targets).
 BUILTIN_VARIABLES: frozenset[str] = READONLY_VARIABLES | {"last_digits", "work_order", "transfer"}
 
-#: Functions expressions may call.
-EXPRESSION_FUNCTIONS: tuple[str, ...] = ("len", "int", "str", "float", "abs", "min", "max", "round")
-
 DEFAULT_MAX_CALL_SECONDS = 1800.0
 DEFAULT_MAX_STEPS = 500
 

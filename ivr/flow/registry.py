@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 from watchfiles import Change, awatch
 
-from ivr.flow.loader import FLOW_SUFFIXES, load_flow_dir
+from ivr.flow.loader import FLOW_SUFFIXES, flow_files, load_flow_dir
 from ivr.flow.model import FlowError, FlowSet
 from ivr.flow.validate import validate
 
@@ -31,6 +31,18 @@ def load_flows(
     flowset, errors = load_flow_dir(paths)
     problems = set(errors) | set(validate(flowset, services))
     return flowset, sorted(problems, key=FlowError.sort_key)
+
+
+def check_paths(
+    paths: Iterable[str | Path], services: frozenset[str] | None = None
+) -> tuple[int, list[FlowError]]:
+    """Check flow files as the engine loads them: (how many files, their errors).
+
+    Warnings are left out (they never stop a load); :func:`load_flows` returns them too.
+    """
+    paths = list(paths)
+    _, problems = load_flows(paths, services)
+    return len(flow_files(paths)), [p for p in problems if p.is_error]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,7 @@ class FlowRegistry:
         self.services_names = services_names
         self._current: FlowSet | None = None
         self._generation = 0
+        self.last_report: ReloadReport | None = None
 
     @property
     def current(self) -> FlowSet:
@@ -69,13 +82,21 @@ class FlowRegistry:
         """How many snapshots have been installed (0: none yet)."""
         return self._generation
 
+    def prompt_texts(self) -> dict[str, str]:
+        """Prompt id → text of the current snapshot (for synthesizing prompts ahead of calls)."""
+        return dict(self.current.prompts())
+
     def load(self) -> list[FlowError]:
-        """Load every flow file; install the new snapshot if none has an error."""
-        return list(self._reload().problems)
+        """Load every flow file; install the new snapshot unless one has an error.
+
+        Returns the errors (empty when the snapshot was installed). Warnings never stop a
+        load; they are logged and kept with the errors in :attr:`last_report`.
+        """
+        return self._reload().errors
 
     def reload(self) -> list[FlowError]:
         """Reload by hand; the old snapshot keeps serving if any file has an error."""
-        return list(self._reload().problems)
+        return self._reload().errors
 
     def _reload(self) -> ReloadReport:
         flowset, problems = load_flows(self.dirs, self.services_names)
@@ -97,11 +118,13 @@ class FlowRegistry:
                 serving_generation=self._generation,
                 first=str(errors[0]),
             )
-            return ReloadReport(False, tuple(problems), self._generation)
+            self.last_report = ReloadReport(False, tuple(problems), self._generation)
+            return self.last_report
         self._current = flowset
         self._generation += 1
         log.info("flows.loaded", flows=sorted(flowset), generation=self._generation)
-        return ReloadReport(True, tuple(problems), self._generation)
+        self.last_report = ReloadReport(True, tuple(problems), self._generation)
+        return self.last_report
 
     async def watch(
         self,
