@@ -1,0 +1,80 @@
+"""Voice activity detection: threshold, hangover, per-channel state, real speech then silence."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import wave
+
+import numpy as np
+import pytest
+import soxr
+
+from drivers.media.tones import mix, silence, sine, to_int16, white_noise
+from drivers.media.vad import VoiceActivityDetector
+
+BLOCK = 160  # 20 ms
+
+
+def decisions(signal: np.ndarray, **options) -> list[bool]:
+    vad = VoiceActivityDetector(1, **options)
+    return [bool(vad.feed(signal[None, i : i + BLOCK])[0]) for i in range(0, len(signal), BLOCK)]
+
+
+def test_silence_and_idle_line_noise_are_not_voice():
+    assert not any(decisions(silence(1000)))
+    assert not any(decisions(white_noise(1000, -60.0, seed=1)))
+    assert not any(decisions(np.full(8000, 1200, dtype=np.int16)))  # DC offset is not voice
+
+
+def test_threshold():
+    assert all(decisions(white_noise(400, -42.0, seed=2)))
+    assert not any(decisions(white_noise(400, -48.0, seed=2)))
+    assert all(decisions(white_noise(400, -28.0, seed=2), threshold_dbm0=-30.0))
+
+
+@pytest.mark.parametrize("hangover_ms", [0, 100, 200])
+def test_hangover_keeps_voice_for_the_given_time_after_the_last_loud_block(hangover_ms):
+    signal = np.concatenate([sine(300, 200, -20.0), silence(600)])
+    voiced = decisions(signal, hangover_ms=hangover_ms)
+    loud_blocks, hangover_blocks = 10, hangover_ms // 20
+    voice_blocks = loud_blocks + hangover_blocks
+    assert voiced == [True] * voice_blocks + [False] * (40 - voice_blocks)
+
+
+def test_short_pauses_inside_speech_stay_voice():
+    syllables = np.concatenate([sine(200, 120, -25.0), silence(140)] * 5)
+    assert all(decisions(syllables))
+
+
+def test_channels_are_independent_and_reset():
+    vad = VoiceActivityDetector(3)
+    block = np.zeros((3, BLOCK), dtype=np.int16)
+    block[1] = sine(1000, 20, -20.0)
+    assert vad.feed(block).tolist() == [False, True, False]
+    quiet = np.zeros((3, BLOCK), dtype=np.int16)
+    assert vad.feed(quiet).tolist() == [False, True, False]  # hangover
+    vad.reset(1)
+    assert vad.feed(quiet).tolist() == [False, False, False]
+    assert vad.feed(np.zeros((3, 0), dtype=np.int16)).tolist() == [False, False, False]
+    with pytest.raises(ValueError):
+        vad.feed(np.zeros((2, BLOCK), dtype=np.int16))
+
+
+def test_recording_of_real_speech_ends_on_the_trailing_silence():
+    wav = subprocess.run(
+        ["espeak-ng", "-v", "cmn-latn-pinyin", "--stdout", "我家停电了，地址是和平路十八号。"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with wave.open(io.BytesIO(wav)) as w:
+        rate = w.getframerate()
+        speech = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
+    speech = to_int16(soxr.resample(speech, rate, 8000) * 0.5)
+    speech = speech[: len(speech) // BLOCK * BLOCK]
+    noise = white_noise(2000 + len(speech) / 8, -60.0, seed=3)
+    recording = mix(np.concatenate([speech, silence(2000)]), noise)
+    voiced = decisions(recording)
+    spoken = len(speech) // BLOCK
+    assert np.mean(voiced[:spoken]) > 0.8
+    assert not any(voiced[spoken + 10 :])  # silent after the 200 ms hangover
