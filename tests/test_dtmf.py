@@ -10,9 +10,7 @@ the same answer as one detector per signal.
 from __future__ import annotations
 
 import dataclasses
-import io
 import subprocess
-import wave
 
 import numpy as np
 import pytest
@@ -30,6 +28,8 @@ from drivers.media.tones import (
     to_int16,
     white_noise,
 )
+from ivr.speech.audio import to_8k
+from ivr.speech.tts import parse_wav
 
 KEYS = "123A456B789C*0#D"
 OFFSETS = (0, 7, 13)  # samples: tone starts at different points of the analysis grid
@@ -204,16 +204,9 @@ VOICES = [
 
 
 def mandarin_speech(voice: str, pitch: int) -> np.ndarray:
-    """espeak-ng Mandarin at 8 kHz, levelled −6 dB as the prompt cache does."""
-    wav = subprocess.run(
-        ["espeak-ng", "-v", voice, "-p", str(pitch), "--stdout", MANDARIN],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with wave.open(io.BytesIO(wav)) as w:
-        rate = w.getframerate()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return to_int16(soxr.resample(samples.astype(np.float32), rate, 8000) * 0.5)
+    """espeak-ng Mandarin, resampled and levelled (−6 dBFS peak) as prompts are."""
+    command = ["espeak-ng", "-v", voice, "-p", str(pitch), "--stdout", MANDARIN]
+    return to_8k(*parse_wav(subprocess.run(command, capture_output=True, check=True).stdout))
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,10 @@ nothing on speech, DTMF or cadences outside the tolerance."""
 
 from __future__ import annotations
 
-import io
 import subprocess
-import wave
 
 import numpy as np
 import pytest
-import soxr
 
 from drivers.media.progress import CHINA, CallProgressDetector, ProgressEvent, TonePlan
 from drivers.media.tones import (
@@ -18,9 +15,10 @@ from drivers.media.tones import (
     mix,
     silence,
     sine,
-    to_int16,
     white_noise,
 )
+from ivr.speech.audio import to_8k
+from ivr.speech.tts import parse_wav
 
 
 def run(signals: list[np.ndarray], block: int = 160, **options) -> list[ProgressEvent]:
@@ -142,15 +140,9 @@ def test_other_plans():
 
 
 def mandarin_speech(text: str, voice: str, pitch: int) -> np.ndarray:
-    wav = subprocess.run(
-        ["espeak-ng", "-v", voice, "-p", str(pitch), "--stdout", text],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with wave.open(io.BytesIO(wav)) as w:
-        rate = w.getframerate()
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return to_int16(soxr.resample(samples.astype(np.float32), rate, 8000) * 0.5)
+    """espeak-ng Mandarin, resampled and levelled (−6 dBFS peak) as prompts are."""
+    command = ["espeak-ng", "-v", voice, "-p", str(pitch), "--stdout", text]
+    return to_8k(*parse_wav(subprocess.run(command, capture_output=True, check=True).stdout))
 
 
 def test_no_tone_on_speech_or_dtmf():

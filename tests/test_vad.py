@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import subprocess
-import wave
+import asyncio
 
 import numpy as np
 import pytest
-import soxr
 
-from drivers.media.tones import mix, silence, sine, to_int16, white_noise
+from drivers.media.tones import mix, silence, sine, white_noise
 from drivers.media.vad import VoiceActivityDetector
+from ivr.speech.tts import EspeakTts
 
 BLOCK = 160  # 20 ms
 
@@ -62,15 +60,7 @@ def test_channels_are_independent_and_reset():
 
 
 def test_recording_of_real_speech_ends_on_the_trailing_silence():
-    wav = subprocess.run(
-        ["espeak-ng", "-v", "cmn-latn-pinyin", "--stdout", "我家停电了，地址是和平路十八号。"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with wave.open(io.BytesIO(wav)) as w:
-        rate = w.getframerate()
-        speech = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32)
-    speech = to_int16(soxr.resample(speech, rate, 8000) * 0.5)
+    speech = asyncio.run(EspeakTts().synthesize("我家停电了，地址是和平路十八号。"))
     speech = speech[: len(speech) // BLOCK * BLOCK]
     noise = white_noise(2000 + len(speech) / 8, -60.0, seed=3)
     recording = mix(np.concatenate([speech, silence(2000)]), noise)
