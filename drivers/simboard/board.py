@@ -291,14 +291,22 @@ class SimBoard:
         if not active:
             return
         inbound = self._inbound
+        rows: list[int] = []
         outbound: list[np.ndarray] = []
-        for index in active:
+        for index in list(active):
             channel = self._channels[index]
             line = self.lines[index]
-            out = channel.next_frame() if channel is not None else None
+            try:
+                out = channel.next_frame() if channel is not None else None
+            except Exception:  # one line's fault must not stop the board's other lines
+                log.exception("board.line_failed", line=line.name,
+                              call_id=channel.call_id if channel else None)
+                self._end_call(index, HangupCause.ERROR)
+                out = None
             if out is None:
                 out = SILENCE
             line.far_end.hear_frame(out)
+            rows.append(index)
             outbound.append(out)
             if line.state is LineState.CLEARING:
                 if self._clearing_signal[index] is HangupSignal.BUSY:
@@ -319,13 +327,18 @@ class SimBoard:
         digits = self._dtmf.feed(inbound)
         tones = self._progress.feed(inbound)
         voiced = self._vad.feed(inbound)
-        for index, out in zip(list(active), outbound, strict=True):
+        for index, out in zip(rows, outbound, strict=True):
             recorder = self._recorders[index]
             if recorder is not None:
                 recorder.write(inbound[index], out)
             channel = self._channels[index]
             if channel is not None:
-                channel.inbound(inbound[index], bool(voiced[index]))
+                try:
+                    channel.inbound(inbound[index], bool(voiced[index]))
+                except Exception:
+                    log.exception("board.line_failed", line=self.lines[index].name,
+                                  call_id=channel.call_id)
+                    self._end_call(index, HangupCause.ERROR)
         for event in digits:
             if event.kind == "start":
                 channel = self._channels[event.channel]

@@ -357,8 +357,8 @@ class SimChannel(Channel):
             op.finish(Reason.STOPPED)
             raise
 
-    def _emit(self, kind: str, **data: Any) -> None:
-        event = ChannelEvent(kind, self.channel_id, self.loop.time(), data)
+    def _emit(self, event_kind: str, **data: Any) -> None:
+        event = ChannelEvent(event_kind, self.channel_id, self.loop.time(), data)
         for sink in list(self._sinks):
             sink(event)
 
