@@ -1,0 +1,315 @@
+"""Queues: their configuration, and the per-queue structures holding waiting calls.
+
+:class:`QueueConfig` is what an operator edits (strategy, required skills, limits, timers,
+service-level thresholds, familiar-agent, expert widening, callback and announcement options,
+destinations). Destinations are flow ids or queue names kept as strings; checking that they
+exist belongs to the application's config validation.
+
+:class:`QueueState` is the Acd's runtime view of one queue:
+
+- ``members``: agents whose skills meet the queue's minimum levels (computed when agents or
+  queues are added, never during routing);
+- ``free``: the free-agent index ordered by the strategy (:mod:`acd.strategies`);
+- ``lanes``: waiting calls in service order (:class:`Lane`, a sorted list consumed from the
+  front) by :func:`~acd.strategies.call_key`.
+  Ordinary queues have one lane; expert queues have one lane per threshold level, so an agent
+  of level *L* looks only at the heads of lanes with threshold ≤ *L* (at most 10);
+- ``ranks``: a sorted list of the keys of every call in the queue (waiting, ringing, or
+  holding a callback place), giving positions by binary search. An arrival that sorts last
+  is appended and serving the first call advances ``rank_start``, both O(1); other changes
+  are a binary search and a pointer shift;
+- ``calls``: the same calls by id, in arrival order (the first one has waited longest).
+
+A :class:`Call` is one call's *session* in one queue (a transfer starts a new session).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from acd.agents import MAX_LEVEL, MIN_LEVEL
+from acd.strategies import FreeAgents, RandomFreeAgents, SortedFront, Strategy, agent_key
+
+if TYPE_CHECKING:
+    from acd.agents import Agent
+
+
+# ------------------------------------------------------------------------------ configuration
+
+
+@dataclass(frozen=True, slots=True)
+class FamiliarAgent:
+    """Try the agent who last served this caller (within ``lookback_days``) first, for
+    ``try_first`` seconds, before the queue's own strategy takes over."""
+
+    enabled: bool = False
+    lookback_days: float = 7.0
+    try_first: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.lookback_days < 0 or self.try_first < 0:
+            raise ValueError("familiar agent: lookback_days and try_first must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ExpertWidening:
+    """For the expert strategy: a call first accepts only agents at ``start_level`` in
+    ``skill`` (default: the queue's first required skill), one level lower every
+    ``step_seconds`` of waiting, down to ``min_level``."""
+
+    skill: str | None = None
+    start_level: int = MAX_LEVEL
+    step_seconds: float = 10.0
+    min_level: int = MIN_LEVEL
+
+    def __post_init__(self) -> None:
+        if not (MIN_LEVEL <= self.min_level <= self.start_level <= MAX_LEVEL):
+            raise ValueError(
+                f"expert widening: need 1 <= min_level <= start_level <= 10, "
+                f"got {self.min_level}..{self.start_level}"
+            )
+        if self.step_seconds <= 0:
+            raise ValueError("expert widening: step_seconds must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOffer:
+    """After ``offer_after`` seconds of waiting (None: never), offer "press ``key`` for a
+    callback"; a callback keeps the caller's place in the queue."""
+
+    offer_after: float | None = None
+    key: str = "1"
+
+    def __post_init__(self) -> None:
+        if self.offer_after is not None and self.offer_after < 0:
+            raise ValueError("callback offer_after must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Announcements:
+    """Announce position and estimated wait every ``interval`` seconds (None: never).
+
+    The estimate is ``position × handle time / logged-in members``; the handle time is a
+    running average of the queue's calls, starting from ``initial_handle_time``.
+    """
+
+    interval: float | None = None
+    initial_handle_time: float = 180.0
+
+    def __post_init__(self) -> None:
+        if self.interval is not None and self.interval <= 0:
+            raise ValueError("announcement interval must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """One queue as configured. Times are in seconds; None disables a limit."""
+
+    name: str
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    skills: dict[str, int] = field(default_factory=dict)  # skill -> minimum level
+    max_wait: float | None = None
+    max_length: int | None = None
+    ring_timeout: float = 15.0
+    wrap_up: float = 0.0
+    service_level_threshold: float = 20.0  # T
+    short_abandon: float = 5.0  # S
+    priority_aging: float | None = 60.0  # seconds of waiting worth one priority level
+    familiar_agent: FamiliarAgent = FamiliarAgent()
+    expert: ExpertWidening = ExpertWidening()
+    callback: CallbackOffer = CallbackOffer()
+    announcements: Announcements = Announcements()
+    timeout_destination: str | None = None
+    no_agent_destination: str | None = None  # set: calls leave when no member is logged in
+    full_destination: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("queue name must not be empty")
+        object.__setattr__(self, "strategy", Strategy(self.strategy))
+        for skill, level in self.skills.items():
+            if not (isinstance(level, int) and MIN_LEVEL <= level <= MAX_LEVEL):
+                raise ValueError(f"queue {self.name}: skill {skill!r} minimum level must be 1-10")
+        for label, value in (("max_wait", self.max_wait), ("priority_aging", self.priority_aging)):
+            if value is not None and value <= 0:
+                raise ValueError(f"queue {self.name}: {label} must be positive or None")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"queue {self.name}: max_length must be >= 1 or None")
+        if self.ring_timeout <= 0:
+            raise ValueError(f"queue {self.name}: ring_timeout must be positive")
+        if self.wrap_up < 0 or self.service_level_threshold < 0 or self.short_abandon < 0:
+            raise ValueError(f"queue {self.name}: wrap_up, T and S must be >= 0")
+        if self.strategy is Strategy.EXPERT and self.expert_skill is None:
+            raise ValueError(f"queue {self.name}: expert strategy needs a skill")
+
+    @property
+    def expert_skill(self) -> str | None:
+        if self.expert.skill:
+            return self.expert.skill
+        return next(iter(self.skills), None)
+
+
+# ---------------------------------------------------------------------------------- runtime
+
+
+class Stage(enum.StrEnum):
+    """Where a call's queue session is."""
+
+    WAITING = "waiting"  # in a lane (or holding a callback place)
+    RINGING = "ringing"  # offered to one agent (or several, ring-all)
+    CONNECTED = "connected"
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One call's session in one queue."""
+
+    call_id: str
+    queue: QueueState
+    priority: int
+    caller: str | None
+    entered: float
+    seq: int
+    key: tuple
+    entry_position: int = 0
+    stage: Stage = Stage.WAITING
+    in_queue: bool = True  # False once connected or gone: its queue timers are void
+    alive: bool = True  # False once the session ended
+    callback: bool = False  # the caller left the line and waits for a callback
+    lane: Lane | None = None
+    index_gen: int = 0  # bumped when leaving a lane (see Lane)
+    threshold: int = 0  # expert: lowest agent level accepted now
+    familiar: Agent | None = None  # tried first until familiar_until
+    familiar_until: float = 0.0
+    direct: Agent | None = None  # a transfer to this agent
+    ringing: list[Agent] = field(default_factory=list)
+    offer_gen: int = 0
+    offered_at: float = 0.0
+    expired: bool = False  # max_wait passed while ringing
+    agent: Agent | None = None
+    connected_at: float = 0.0
+    hold_started: float | None = None
+    hold_total: float = 0.0
+
+
+class Lane(SortedFront):
+    """Waiting calls in service order (a :class:`~acd.strategies.SortedFront`).
+
+    An entry is ``call.key + (call.index_gen, call)``. Calls of a queue mostly arrive in key
+    order (the key starts with ``entered / aging − priority``), so a new call is appended; a
+    higher-priority call, or one going back to its place after a no-answer, is inserted by
+    binary search. Leaving bumps ``call.index_gen``.
+    """
+
+    __slots__ = ()
+
+    def push(self, call: Call) -> None:
+        call.lane = self
+        self.insert(call.key + (call.index_gen, call))
+
+    def leave(self, call: Call) -> None:
+        call.lane = None
+        call.index_gen += 1
+        self.removed()
+
+    def head(self) -> Call | None:
+        entry = self.first()
+        return None if entry is None else entry[-1]
+
+    def calls(self) -> list[Call]:
+        """The live calls, in service order."""
+        return [e[-1] for e in self.live_entries()]
+
+
+class QueueState:
+    """The Acd's runtime view of one queue (see the module docstring)."""
+
+    def __init__(self, config: QueueConfig, rng: random.Random) -> None:
+        self.config = config
+        self.name = config.name
+        self.strategy = config.strategy
+        self.expert_skill = config.expert_skill if config.strategy is Strategy.EXPERT else None
+        self.aging = config.priority_aging
+        self.ring_all = config.strategy is Strategy.RING_ALL
+        self.round_robin = config.strategy is Strategy.ROUND_ROBIN
+        self.members: dict[str, Agent] = {}
+        self.last_offer: dict[str, int] = {}  # round robin: agent id -> offer sequence
+        self.free: FreeAgents | RandomFreeAgents
+        if config.strategy is Strategy.RANDOM:
+            self.free = RandomFreeAgents(rng)
+        else:
+            self.free = FreeAgents(
+                agent_key(config.strategy, expert_skill=self.expert_skill,
+                          last_offer=self.last_offer)
+            )
+        # ordinary queues: one lane; expert queues: lanes[threshold] for thresholds 0-10
+        self.lanes: list[Lane] = [Lane() for _ in range(
+            1 if self.expert_skill is None else MAX_LEVEL + 1)]
+        self.main_lanes: list[Lane] = self.lanes[:1]
+        self.ranks: list[tuple] = []  # sorted keys; ranks[rank_start:] are the queue's calls
+        self.rank_start = 0
+        self.calls: dict[str, Call] = {}
+        self.staffed = 0  # members logged in
+        self.handle_time = config.announcements.initial_handle_time
+
+    def lanes_for(self, agent: Agent) -> list[Lane]:
+        """Lanes whose calls this member may take (expert: thresholds up to its level)."""
+        if self.expert_skill is None:
+            return self.main_lanes
+        return self.lanes[:agent.skills.get(self.expert_skill, 0) + 1]
+
+    @property
+    def waiting(self) -> int:
+        """Calls in this queue's lanes (not those in a familiar agent's personal lane)."""
+        return sum(lane.live for lane in self.lanes)
+
+    def add_call(self, call: Call) -> int:
+        """Put the call in the queue's order; returns its position (1 = next)."""
+        self.calls[call.call_id] = call
+        ranks, key = self.ranks, call.key
+        if len(ranks) == self.rank_start or ranks[-1] < key:  # the usual case: last in line
+            ranks.append(key)
+            return len(ranks) - self.rank_start
+        i = bisect.bisect_left(ranks, key, self.rank_start)
+        ranks.insert(i, key)
+        return i - self.rank_start + 1
+
+    def remove_call(self, call: Call) -> None:
+        del self.calls[call.call_id]
+        ranks, key, start = self.ranks, call.key, self.rank_start
+        if ranks[start] is key:  # the usual case: the first in line is served
+            start += 1
+            if start > 64 and 2 * start > len(ranks):
+                del ranks[:start]
+                start = 0
+            self.rank_start = start
+        else:
+            del ranks[bisect.bisect_left(ranks, key, start)]
+
+    def position(self, call: Call) -> int:
+        return bisect.bisect_left(self.ranks, call.key, self.rank_start) - self.rank_start + 1
+
+    def order(self) -> list[tuple]:
+        """The keys of the queue's calls, in order (for checks and displays)."""
+        return self.ranks[self.rank_start:]
+
+    def longest_waiting(self) -> Call | None:
+        """The call that entered first among those on the line (not callback places)."""
+        for call in self.calls.values():
+            if not call.callback:
+                return call
+        return None
+
+    def est_wait(self, position: int) -> float | None:
+        if self.staffed == 0:
+            return None
+        return position * self.handle_time / self.staffed
+
+    def note_handled(self, seconds: float) -> None:
+        """Feed a finished call's handle time into the running average (EWMA, α = 0.1)."""
+        self.handle_time += 0.1 * (seconds - self.handle_time)
+
