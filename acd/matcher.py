@@ -13,7 +13,7 @@ Matching is event-driven and indexed. Nothing is rescanned per second, nothing s
 agents per call. It runs only when
 
 - a call arrives (or comes back after a no-answer, or a familiar/expert window widens): the
-  best free agent is the top of one heap, the queue's free-agent index;
+  best free agent is the first entry of the queue's free-agent index;
 - an agent becomes free (ready and idle): the best call is among the heads of the lanes of
   the agent's queues (one lane per ordinary queue, ≤ 10 per expert queue) and of the agent's
   personal lane (callers for whom they are the familiar agent).
@@ -341,8 +341,12 @@ class Acd:
         return actions
 
     def call_ended(self, call_id: str, now: float, by: str = "caller") -> list[Action]:
-        """A connected call ended, hung up ``by`` the caller or the agent. On a call that is
-        not connected yet this is an abandon."""
+        """A connected call ended, hung up ``by`` the caller or the agent.
+
+        A caller hanging up before being connected abandons (as :meth:`abandon`). An agent
+        cannot end a call it is not connected to: a ringing seat's refusal is reported with
+        :meth:`offer_result`, so ``by="agent"`` on an unconnected call changes nothing.
+        """
         if by not in ("caller", "agent"):
             raise ValueError(f"call_ended: by must be 'caller' or 'agent', got {by!r}")
         self._clock(now)
@@ -353,7 +357,7 @@ class Acd:
         if call.stage is _CONNECTED:
             kind = _COMPLETE_CALLER if by == "caller" else _COMPLETE_AGENT
             self._finish(call, now, actions, kind, by)
-        else:
+        elif by == "caller":
             self._abandon(call, now, actions)
         return actions
 
@@ -412,7 +416,7 @@ class Acd:
             for agent in ringing:
                 self._release_ringing(call, agent, now, actions, "cancelled")
         self._enter(call_id, tq, now, call.priority, call.caller, None, to_agent, q.name,
-                    actions)
+                    actions, callback=call.callback)
         return actions
 
     def hold(self, call_id: str, now: float) -> list[Action]:
@@ -700,12 +704,13 @@ class Acd:
 
     def _enter(self, call_id: str, q: QueueState, now: float, priority: int,
                caller: str | None, familiar_id: str | None, direct: Agent | None,
-               transfer_from: str | None, actions: list[Action]) -> Call:
+               transfer_from: str | None, actions: list[Action], callback: bool = False) -> Call:
         cfg = q.config
         seq = next(self._seq)
         call = Call(call_id, q, priority, caller, now, seq,
                     call_key(priority, now, seq, q.aging))
         call.direct = direct
+        call.callback = callback  # a transferred callback place stays a callback
         self.calls[call_id] = call
         position = q.add_call(call)
         call.entry_position = position

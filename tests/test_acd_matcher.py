@@ -512,3 +512,23 @@ def test_add_and_remove_queues_and_agents():
     assert acd.agents == {} and acd.queues["q"].members == {}
     with pytest.raises(ValueError):
         acd.add_agent(Agent("q"))  # names are shared with queues (transfer targets)
+
+
+def test_agent_hangup_report_on_unconnected_call_changes_nothing():
+    acd = make(1)
+    acd.enqueue("c1", "q", 0)
+    assert acd.call_ended("c1", 1, by="agent") == []
+    assert acd.calls["c1"].stage == "ringing"
+    with pytest.raises(ValueError):
+        acd.call_ended("c1", 1, by="nobody")
+
+
+def test_transferred_callback_place_stays_a_callback():
+    acd = make(1)
+    acd.add_queue(QueueConfig("other"))
+    busy(acd, "a0")
+    acd.enqueue("c1", "q", 0)
+    acd.request_callback("c1", 5)
+    acd.transfer("c1", "other", 6)
+    actions = acd.set_status("a0", "ready", None, 7)
+    assert [a.callback for a in actions if isinstance(a, Offer)] == [True]
