@@ -158,6 +158,10 @@ class Channel(abc.ABC):
         Ends with MAX_DIGITS, DIGIT (a terminator; not included in ``digits`` and reported in
         ``detail["terminator"]``), FIRST_DIGIT_TIMEOUT, INTERDIGIT_TIMEOUT, MAX_TIME, HANGUP or
         STOPPED. ``digits`` holds whatever was collected in every case.
+
+        Callers often finish a full-length entry with the terminator anyway ("1234567890#"):
+        when MAX_DIGITS ends the collect and ``terminators`` is not empty, one terminator
+        pressed within ``inter_timeout`` afterwards is swallowed instead of being buffered.
         """
 
     @abc.abstractmethod

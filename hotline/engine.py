@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from drivers.channel import Channel, HungUp
-from drivers.clock import real_work
+from drivers.clock import VirtualClockLoop, real_work
 from drivers.media.recorder import find_partials, recover_partial
 from drivers.simboard.board import SimBoard
 from drivers.simboard.channel import SimChannel
@@ -48,8 +48,9 @@ class Engine:
     def __init__(self, config: Config, *, wall_clock: Callable[[], dt.datetime] | None = None,
                  tts: TtsEngine | None = None, watch_flows: bool = True) -> None:
         self.config = config
-        self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
-        self.bus = Bus()
+        self._fixed_wall_clock = wall_clock
+        self.wall_clock: Callable[[], dt.datetime] = wall_clock or (lambda: dt.datetime.now(dt.UTC))
+        self.bus = Bus(clock=lambda: self.wall_clock().timestamp())
         self.db = Database(config.database)
         self.services = ServiceRegistry(self.db)
         self.flows = FlowRegistry([config.path(d) for d in config.flows_dirs], self.services.names)
@@ -69,6 +70,11 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
+        loop = asyncio.get_running_loop()
+        if self._fixed_wall_clock is None and isinstance(loop, VirtualClockLoop):
+            # on a virtual clock, wall time moves with the loop so call records and recordings agree
+            wall0, loop0 = dt.datetime.now(dt.UTC), loop.time()
+            self.wall_clock = lambda: wall0 + dt.timedelta(seconds=loop.time() - loop0)
         async with real_work():
             await self.db.upgrade()
             if cfg.demo_data:

@@ -20,7 +20,7 @@ import numpy as np
 
 from drivers.media.tones import dtmf_sequence
 from drivers.media.wav import read_wav
-from drivers.simboard.line import FarEnd, HangupSignal
+from drivers.simboard.line import FarEnd, HangupSignal, SimLine
 
 
 class ExpectationFailed(AssertionError):
@@ -39,10 +39,10 @@ class LineHandle(Protocol):
 
 
 class LocalLine:
-    """A line handle on an in-process board's far end."""
+    """A line handle on a line of an in-process board (driven through its far end)."""
 
-    def __init__(self, far_end: FarEnd) -> None:
-        self.far_end = far_end
+    def __init__(self, line: SimLine) -> None:
+        self.far_end: FarEnd = line.far_end
 
     async def ring(self, caller: str, called: str) -> None:
         self.far_end.ring(caller, called)

@@ -398,3 +398,10 @@ def test_say_dispatches_to_the_named_rule(kind: str, data: st.DataObject) -> Non
     }
     value = data.draw(values[kind])
     assert say(kind, value) == getattr(readout, kind)(value)
+
+
+def test_aware_moments_are_read_in_china_time() -> None:
+    moment = dt.datetime(2026, 11, 23, 18, 59, tzinfo=dt.UTC)  # 02:59 next day in Beijing
+    assert readout.say("date", moment) == "二〇二六年十一月二十四日"
+    assert readout.say("time", moment) == "两点五十九分"
+    assert readout.say("time", moment.replace(tzinfo=None)) == "十八点五十九分"

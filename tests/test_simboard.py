@@ -61,9 +61,9 @@ def test_inband_keys_are_collected_with_terminator(tmp_path: Path) -> None:
         result = await channel.collect(max_digits=10, terminators="#", first_timeout=5)
         # ten digits reach max_digits before the # arrives
         assert (result.reason, result.digits) == (Reason.MAX_DIGITS, "1234567890")
-        # the "#" after the tenth digit stays in the buffer (type-ahead) for the next collect
-        result = await channel.collect(max_digits=10, terminators="#")
-        assert (result.reason, result.digits) == (Reason.DIGIT, "")
+        # the "#" right after the tenth digit is swallowed, not left for the next collect
+        result = await channel.collect(max_digits=10, terminators="#", first_timeout=2)
+        assert (result.reason, result.digits) == (Reason.FIRST_DIGIT_TIMEOUT, "")
         far.send(dtmf_sequence("42#"))
         result = await channel.collect(max_digits=10, terminators="#")
         assert (result.reason, result.digits, result.detail["terminator"]) == (Reason.DIGIT, "42", "#")

@@ -163,6 +163,8 @@ class _Collect(_Operation):
             return
         self.digits += digit
         if len(self.digits) >= self.max_digits:
+            if self.terminators:
+                self.channel._swallow(self.terminators, self.inter_timeout)
             self.finish(Reason.MAX_DIGITS, digits=self.digits)
         else:
             self._arm()
@@ -263,6 +265,7 @@ class SimChannel(Channel):
         self.answered_at: float | None = None
         self._cause: HangupCause | None = None
         self._digits: list[str] = []
+        self._swallow_terminator: tuple[str, float] | None = None
         self._op: _Operation | None = None
         self._sinks: list[EventSink] = []
         self._ended: asyncio.Future[HangupCause] = self.loop.create_future()
@@ -378,7 +381,17 @@ class SimChannel(Channel):
         if self._op is not None:
             self._op.frame_in(frame, voiced)
 
+    def _swallow(self, terminators: str, seconds: float) -> None:
+        """Ignore one of ``terminators`` pressed in the next ``seconds`` (see Channel.collect)."""
+        self._swallow_terminator = (terminators, self.loop.time() + seconds)
+
     def digit_detected(self, digit: str) -> None:
+        swallow = self._swallow_terminator
+        if swallow is not None:
+            self._swallow_terminator = None
+            if digit in swallow[0] and self.loop.time() <= swallow[1]:
+                self._emit("digit", digit=digit, swallowed=True)
+                return
         self._digits.append(digit)
         self._emit("digit", digit=digit)
         if self._op is not None:

@@ -198,6 +198,7 @@ class FarEnd:
             elif kind == "ended":
                 call.ended = now
                 call.end_reason = data.get("reason")
+                self.outgoing.clear()  # nothing more goes down this line; wake any sender
             elif kind == "heard":
                 call.heard.append(data["item"])
         for listener in list(self.listeners):

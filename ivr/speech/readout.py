@@ -346,10 +346,21 @@ _DATE_INPUT = re.compile(r"(\d{4})([-/.])(\d{1,2})\2(\d{1,2})")
 _TIME_INPUT = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
+# Callers hear times in the hotline's own time zone: China Standard Time, UTC+8, no DST.
+LOCAL_TIME = _dt.timezone(_dt.timedelta(hours=8), "CST")
+
+
+def _local(value: _dt.datetime) -> _dt.datetime:
+    """A time-zone-aware moment as the caller's wall clock shows it (naive ones are taken as is)."""
+    return value.astimezone(LOCAL_TIME) if value.tzinfo is not None else value
+
+
 def date(value: _dt.date | str) -> str:
-    """A calendar date: ``"2026-11-23"`` (or ``/``, ``.``; or a date) → 二〇二六年十一月二十三日."""
+    """A calendar date: ``"2026-11-23"`` (or ``/``, ``.``; or a date) → 二〇二六年十一月二十三日.
+
+    An aware datetime is read in China time (UTC+8)."""
     if isinstance(value, _dt.datetime):
-        value = value.date()
+        value = _local(value).date()
     if isinstance(value, str):
         match = _DATE_INPUT.fullmatch(value.strip())
         if not match:
@@ -368,9 +379,9 @@ def date(value: _dt.date | str) -> str:
 
 def time(value: _dt.time | str) -> str:
     """A clock time, 24-hour: ``"14:05"`` → 十四点零五分, ``"14:00"`` → 十四点整,
-    ``"2:30"`` → 两点三十分."""
+    ``"2:30"`` → 两点三十分. An aware datetime is read in China time (UTC+8)."""
     if isinstance(value, _dt.datetime):
-        value = value.time()
+        value = _local(value).time()
     if isinstance(value, str):
         match = _TIME_INPUT.fullmatch(value.strip())
         if not match:
