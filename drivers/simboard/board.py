@@ -44,6 +44,7 @@ from drivers.simboard.line import (
 log = structlog.get_logger(__name__)
 
 BUSY_PERIOD = cadence_tone(450, 350, 350, 1, -10.0)  # 700 ms = 35 frames
+RECORD_BLOCK_TICKS = 50  # recordings reach the disk once a second
 
 
 class SimBoard:
@@ -86,6 +87,10 @@ class SimBoard:
         self._ring_timers: list[asyncio.TimerHandle | None] = [None] * n
         self._active: list[int] = []
         self._inbound = np.zeros((n, FRAME_SAMPLES), dtype=np.int16)
+        self._out_block = np.zeros((max(n, 1), FRAME_SAMPLES), dtype=np.int16)
+        self._rec_buf = np.zeros((n, RECORD_BLOCK_TICKS * 2 * FRAME_SAMPLES), dtype=np.int16)
+        self._rec_pos = 0
+        self._rec_from = [0] * n
         self._dtmf = DtmfDetector(n)
         self._progress = CallProgressDetector(n)
         for line in self.lines:
@@ -236,6 +241,7 @@ class SimBoard:
         if self.recordings_dir is not None:
             path = self.recording_path(channel.call_id)
             self._recorders[index] = CallRecorder(path)
+            self._rec_from[index] = self._rec_pos
             self.on_event("recording.started", channel.call_id, path=str(path))
         self._active.append(index)
         line.far_end.notify("answered")
@@ -266,7 +272,10 @@ class SimBoard:
             self._active.remove(index)
         recorder = self._recorders[index]
         self._recorders[index] = None
-        finished: FinishedRecording | None = recorder.finish() if recorder else None
+        finished: FinishedRecording | None = None
+        if recorder is not None:
+            self._flush_recording(index, recorder)
+            finished = recorder.finish()
         if line.state is not LineState.CLEARING and line.far_end.call is not None:
             line.far_end.notify("ended", reason="engine_hangup")
         line.state = LineState.IDLE
@@ -291,67 +300,95 @@ class SimBoard:
         if not active:
             return
         inbound = self._inbound
-        rows: list[int] = []
-        outbound: list[np.ndarray] = []
-        for index in list(active):
-            channel = self._channels[index]
-            line = self.lines[index]
-            try:
-                out = channel.next_frame() if channel is not None else None
-            except Exception:  # one line's fault must not stop the board's other lines
-                log.exception("board.line_failed", line=line.name,
-                              call_id=channel.call_id if channel else None)
-                self._end_call(index, HangupCause.ERROR)
-                out = None
+        inbound.fill(0)
+        out_block = self._out_block
+        channels, lines = self._channels, self.lines
+        rows = list(active)
+        for j, index in enumerate(rows):
+            channel = channels[index]
+            line = lines[index]
+            op = channel._op if channel is not None else None
+            out = None
+            if op is not None:
+                try:
+                    out = op.frame_out()
+                except Exception:  # one line's fault must not stop the board's other lines
+                    log.exception("board.line_failed", line=line.name, call_id=channel.call_id)
+                    self._end_call(index, HangupCause.ERROR)
             if out is None:
-                out = SILENCE
-            line.far_end.hear_frame(out)
-            rows.append(index)
-            outbound.append(out)
+                out_block[j] = 0
+            else:
+                out_block[j] = out
+            far = line.far_end
+            if far.capture_audio:
+                far.hear_frame(out_block[j])
             if line.state is LineState.CLEARING:
                 if self._clearing_signal[index] is HangupSignal.BUSY:
                     pos = self._busy_pos[index]
                     inbound[index] = BUSY_PERIOD[pos : pos + FRAME_SAMPLES]
                     self._busy_pos[index] = (pos + FRAME_SAMPLES) % len(BUSY_PERIOD)
-                else:
-                    inbound[index] = 0
-            else:
-                frame = line.far_end.outgoing.pull()
-                inbound[index] = SILENCE if frame is None else frame
-                noise = line.config.noise_dbm0
-                if noise is not None:
-                    level = dbm0_to_amplitude(noise) / np.sqrt(2)
-                    inbound[index] = np.clip(
-                        inbound[index] + np.random.normal(0, level, FRAME_SAMPLES), -32768, 32767
-                    ).astype(np.int16)
+            elif far.outgoing._chunks:
+                inbound[index] = far.outgoing.pull()
+            noise = line.config.noise_dbm0
+            if noise is not None:
+                level = dbm0_to_amplitude(noise) / np.sqrt(2)
+                inbound[index] = np.clip(
+                    inbound[index] + np.random.normal(0, level, FRAME_SAMPLES), -32768, 32767
+                ).astype(np.int16)
         digits = self._dtmf.feed(inbound)
         tones = self._progress.feed(inbound)
         voiced = self._vad.feed(inbound)
-        for index, out in zip(rows, outbound, strict=True):
-            recorder = self._recorders[index]
-            if recorder is not None:
-                recorder.write(inbound[index], out)
-            channel = self._channels[index]
-            if channel is not None:
+        self._record(rows, out_block)
+        for index in rows:
+            channel = channels[index]
+            op = channel._op if channel is not None else None
+            if op is not None and op.wants_audio:
                 try:
-                    channel.inbound(inbound[index], bool(voiced[index]))
+                    op.frame_in(inbound[index], bool(voiced[index]))
                 except Exception:
-                    log.exception("board.line_failed", line=self.lines[index].name,
+                    log.exception("board.line_failed", line=lines[index].name,
                                   call_id=channel.call_id)
                     self._end_call(index, HangupCause.ERROR)
         for event in digits:
             if event.kind == "start":
-                channel = self._channels[event.channel]
+                channel = channels[event.channel]
                 if channel is not None and event.channel in active:
                     self.digits_detected += 1
                     channel.digit_detected(event.digit)
         for event in tones:
-            channel = self._channels[event.channel]
+            channel = channels[event.channel]
             if channel is None:
                 continue
             channel.tone_detected(event.kind, event.cycles)
             if event.kind == "busy":
                 self._end_call(event.channel, HangupCause.BUSY_TONE)
+
+    # --- recording: one block buffer for all lines, written to disk once a second ---------
+    def _record(self, rows: list[int], out_block: np.ndarray) -> None:
+        recorders = self._recorders
+        kept = [j for j, index in enumerate(rows) if recorders[index] is not None]
+        if not kept:
+            return
+        if len(kept) == len(rows):
+            indices, outs = np.asarray(rows), out_block[: len(rows)]
+        else:
+            indices, outs = np.asarray([rows[j] for j in kept]), out_block[kept]
+        p = self._rec_pos
+        self._rec_buf[indices, p : p + 2 * FRAME_SAMPLES : 2] = self._inbound[indices]
+        self._rec_buf[indices, p + 1 : p + 2 * FRAME_SAMPLES : 2] = outs
+        self._rec_pos = p + 2 * FRAME_SAMPLES
+        if self._rec_pos >= self._rec_buf.shape[1]:
+            for index, recorder in enumerate(recorders):
+                if recorder is not None:
+                    self._flush_recording(index, recorder)
+            self._rec_pos = 0
+            self._rec_from = [0] * len(self._rec_from)
+
+    def _flush_recording(self, index: int, recorder: CallRecorder) -> None:
+        start, stop = self._rec_from[index], self._rec_pos
+        if stop > start:
+            recorder.write_interleaved(self._rec_buf[index, start:stop].astype("<i2").tobytes())
+        self._rec_from[index] = stop
 
 
 def _fields(config: LineConfig) -> dict[str, Any]:

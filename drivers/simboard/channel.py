@@ -39,6 +39,8 @@ _call_numbers = itertools.count(1)
 class _Operation:
     """A running play/collect/record; subclasses react to frames, digits and timers."""
 
+    wants_audio = False  # does frame_in need the caller's audio (record)?
+
     def __init__(self, channel: SimChannel) -> None:
         self.channel = channel
         self.loop = channel.loop
@@ -174,6 +176,7 @@ class _Collect(_Operation):
 
 
 class _Record(_Operation):
+    wants_audio = True
     def __init__(
         self,
         channel: SimChannel,

@@ -154,12 +154,19 @@ class PromptCache:
         todo = iter(pending)
         done = 0
 
+        interactive = sys.stderr.isatty()
+        step = max(1, report.total // 10)
+
         def show() -> None:
+            # a live counter on a terminal; in logs, a line every tenth of the way
+            if not interactive and done % step and done != report.total:
+                return
             line = (
-                f"\rprompts {done}/{report.total}: {report.synthesized} synthesized, "
+                f"prompts {done}/{report.total}: {report.synthesized} synthesized, "
                 f"{report.from_disk} from disk, {report.in_memory} in memory"
             )
-            print(line, end="", file=sys.stderr, flush=True)
+            print("\r" + line if interactive else line, end="" if interactive else "\n",
+                  file=sys.stderr, flush=True)
 
         async def worker() -> None:
             nonlocal done
@@ -183,7 +190,7 @@ class PromptCache:
         workers = concurrency or self.max_concurrent
         await asyncio.gather(*(worker() for _ in range(min(workers, len(pending)) or 1)))
         report.seconds = time.perf_counter() - started
-        if progress and report.total:
+        if progress and report.total and interactive:
             print(file=sys.stderr, flush=True)
         if report.failed:
             details = "; ".join(f"{t!r}: {e}" for t, e in list(report.failed.items())[:5])
