@@ -20,8 +20,8 @@ event                    data                                        sets
 
 Changes are written incrementally: the row is committed when the call starts, so a crash
 mid-call leaves a record (without ``ended_at``/``result``; :meth:`CdrWriter.close_interrupted`
-marks those at the next boot), and again whenever the writer has caught up with the bus, at
-the latest every :data:`WRITE_EVERY` events, and when the call ends. Steps and digits are
+marks those at the next boot), again at least once a second while it runs (at the latest
+every :data:`WRITE_EVERY` calls' worth of changes), and when the call ends (within 0.1 s). Steps and digits are
 appended to what the row already holds, so events arriving after ``call.ended`` (a work order
 submitted while hanging up) still land on the same row.
 
@@ -65,9 +65,16 @@ def event_time(event: Event) -> datetime:
 
 
 class BusWorker:
-    """Consumes events of one kind prefix from the bus in its own task."""
+    """Consumes events of one kind prefix from the bus in its own task.
+
+    Writes are batched: an event that matters (a call starting or ending) is written within
+    ``urgent_delay`` seconds, anything else within ``interval`` seconds, so a busy engine
+    commits a few times a second instead of once per event.
+    """
 
     prefix = ""
+    interval = 1.0
+    urgent_delay = 0.1
 
     def __init__(self, db: Database, bus: Bus) -> None:
         self.db = db
@@ -75,6 +82,7 @@ class BusWorker:
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._unsubscribe: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
 
     def start(self) -> None:
         if self._task is not None:
@@ -86,6 +94,7 @@ class BusWorker:
     async def flush(self) -> None:
         """Return once every event published so far has been handled and written."""
         await self._queue.join()
+        await self._write_safely(None)
 
     async def stop(self) -> None:
         if self._task is None:
@@ -98,25 +107,33 @@ class BusWorker:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
         while True:
-            event = await self._queue.get()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    event = await self._queue.get()
+            except TimeoutError:
+                deadline = None
+                await self._write_safely(None)
+                continue
             try:
                 if event is None:
                     await self._write_safely(None)
                     return
                 try:
-                    forced = await self.handle(event)
+                    urgent = await self.handle(event)
                 except Exception:
                     log.exception("bus_worker.event_failed", call_id=event.call_id, kind=event.kind)
-                    forced = False
-                if forced or self._queue.empty():
-                    await self._write_safely(event)
+                    urgent = False
+                due = loop.time() + (self.urgent_delay if urgent else self.interval)
+                deadline = due if deadline is None else min(deadline, due)
             finally:
                 self._queue.task_done()
 
     async def _write_safely(self, event: Event | None) -> None:
         try:
-            async with real_work():  # the virtual clock waits for the database thread
+            async with self._write_lock, real_work():  # the virtual clock waits for the db thread
                 await self.write_pending()
         except Exception:
             log.exception("bus_worker.write_failed", call_id=event.call_id if event else None)
