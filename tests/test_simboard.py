@@ -246,3 +246,32 @@ def test_lines_are_independent(tmp_path: Path) -> None:
         await board.stop()
 
     run(go)
+
+
+def test_recording_has_the_caller_left_and_the_engine_right(tmp_path: Path) -> None:
+    async def go() -> str:
+        events: list[tuple[str, dict[str, Any]]] = []
+        board, channel, far = await _answered_call(
+            tmp_path, on_event=lambda kind, call_id, **data: events.append((kind, data)))
+        t0 = channel.loop.time()
+        far.send(np.concatenate([np.zeros(8000, np.int16), sine(1000, 1500, -10)]))
+        await channel.play([Playable(sine(440, 3300, -10), text="提示")])
+        await channel.hangup()
+        await board.stop()
+        assert channel.loop.time() - t0 == pytest.approx(3.3, abs=0.05)
+        return next(d["path"] for k, d in events if k == "recording.finished")
+
+    path = run(go)
+    with wave.open(path) as w:
+        stereo = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    caller, engine = stereo[:, 0].astype(float), stereo[:, 1].astype(float)
+
+    def level_at(signal: np.ndarray, freq: float, start: float, stop: float) -> float:
+        part = signal[int(start * 8000): int(stop * 8000)]
+        spectrum = np.abs(np.fft.rfft(part)) / len(part)
+        return float(spectrum[int(freq * len(part) / 8000)])
+
+    assert len(stereo) / 8000 == pytest.approx(3.3, abs=0.05)
+    assert level_at(caller, 1000, 1.1, 2.4) > 1000 and level_at(caller, 1000, 0.1, 0.9) < 10
+    assert level_at(caller, 440, 0.1, 3.2) < 10  # no engine audio leaks into the caller side
+    assert level_at(engine, 440, 0.1, 3.2) > 1000 and level_at(engine, 1000, 1.1, 2.4) < 10

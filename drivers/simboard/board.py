@@ -90,7 +90,8 @@ class SimBoard:
         self._out_block = np.zeros((max(n, 1), FRAME_SAMPLES), dtype=np.int16)
         self._rec_buf = np.zeros((n, RECORD_BLOCK_TICKS * 2 * FRAME_SAMPLES), dtype=np.int16)
         self._rec_pos = 0
-        self._rec_from = [0] * n
+        self._rec_tick = 0
+        self._rec_count = [0] * n  # ticks of each line in the ring, not yet on disk
         self._dtmf = DtmfDetector(n)
         self._progress = CallProgressDetector(n)
         for line in self.lines:
@@ -241,7 +242,7 @@ class SimBoard:
         if self.recordings_dir is not None:
             path = self.recording_path(channel.call_id)
             self._recorders[index] = CallRecorder(path)
-            self._rec_from[index] = self._rec_pos
+            self._rec_count[index] = 0
             self.on_event("recording.started", channel.call_id, path=str(path))
         self._active.append(index)
         line.far_end.notify("answered")
@@ -363,32 +364,48 @@ class SimBoard:
             if event.kind == "busy":
                 self._end_call(event.channel, HangupCause.BUSY_TONE)
 
-    # --- recording: one block buffer for all lines, written to disk once a second ---------
+    # --- recording: one ring buffer for all lines, each line flushed once a second ------------
     def _record(self, rows: list[int], out_block: np.ndarray) -> None:
+        """Append this tick's stereo frames of every recorded line to the shared ring buffer.
+
+        Lines are flushed to disk in 50 staggered groups (line ``i`` on ticks where
+        ``tick % 50 == i % 50``), so each tick writes about 1/50 of the lines' last second
+        instead of one tick writing everything.
+        """
         recorders = self._recorders
         kept = [j for j, index in enumerate(rows) if recorders[index] is not None]
-        if not kept:
-            return
-        if len(kept) == len(rows):
-            indices, outs = np.asarray(rows), out_block[: len(rows)]
-        else:
-            indices, outs = np.asarray([rows[j] for j in kept]), out_block[kept]
-        p = self._rec_pos
-        self._rec_buf[indices, p : p + 2 * FRAME_SAMPLES : 2] = self._inbound[indices]
-        self._rec_buf[indices, p + 1 : p + 2 * FRAME_SAMPLES : 2] = outs
-        self._rec_pos = p + 2 * FRAME_SAMPLES
-        if self._rec_pos >= self._rec_buf.shape[1]:
-            for index, recorder in enumerate(recorders):
-                if recorder is not None:
-                    self._flush_recording(index, recorder)
-            self._rec_pos = 0
-            self._rec_from = [0] * len(self._rec_from)
+        width = 2 * FRAME_SAMPLES
+        if kept:
+            if len(kept) == len(rows):
+                indices, outs = np.asarray(rows), out_block[: len(rows)]
+            else:
+                indices, outs = np.asarray([rows[j] for j in kept]), out_block[kept]
+            p = self._rec_pos
+            self._rec_buf[indices, p : p + width : 2] = self._inbound[indices]
+            self._rec_buf[indices, p + 1 : p + width : 2] = outs
+            for index in indices.tolist():
+                self._rec_count[index] += 1
+        self._rec_pos = (self._rec_pos + width) % self._rec_buf.shape[1]
+        self._rec_tick = phase = (self._rec_tick + 1) % RECORD_BLOCK_TICKS
+        for index in range(phase, len(recorders), RECORD_BLOCK_TICKS):
+            recorder = recorders[index]
+            if recorder is not None:
+                self._flush_recording(index, recorder)
 
     def _flush_recording(self, index: int, recorder: CallRecorder) -> None:
-        start, stop = self._rec_from[index], self._rec_pos
-        if stop > start:
-            recorder.write_interleaved(self._rec_buf[index, start:stop].astype("<i2").tobytes())
-        self._rec_from[index] = stop
+        count = self._rec_count[index]
+        if not count:
+            return
+        width = 2 * FRAME_SAMPLES
+        ring = self._rec_buf[index]
+        end = self._rec_pos or ring.shape[0]  # the data ends where the next tick will write
+        start = end - count * width
+        if start >= 0:
+            recorder.write_interleaved(ring[start:end].astype("<i2").tobytes())
+        else:  # wrapped around the end of the ring
+            recorder.write_interleaved(
+                ring[start:].astype("<i2").tobytes() + ring[:end].astype("<i2").tobytes())
+        self._rec_count[index] = 0
 
 
 def _fields(config: LineConfig) -> dict[str, Any]:
