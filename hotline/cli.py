@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import sys
@@ -112,6 +113,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except EngineError as exc:
             print(f"hotline: {exc}", file=sys.stderr)
             return 1
+        gc.collect()
+        gc.freeze()  # long-lived start-up objects leave the collector's view: shorter GC pauses
         board = engine.board
         if board is not None:
             print(f"hotline: engine running — {len(board.trunks)} simulated trunk lines; "

@@ -34,7 +34,7 @@ from ivr.flow.registry import FlowRegistry
 from ivr.ports import CallContext, ServiceResult, TransferResult
 from ivr.runtime import CallOutcome, FlowRunner
 from ivr.speech.service import SpeechService
-from ivr.speech.tts import EspeakTts, TtsEngine
+from ivr.speech.tts import EspeakTts, Pyttsx3Tts, TtsEngine
 from ivr.speech.units import UnitVoice
 
 log = structlog.get_logger(__name__)
@@ -91,7 +91,7 @@ class Engine:
         errors = self.flows.load()
         if errors:
             raise EngineError("flows rejected:\n" + "\n".join(str(e) for e in errors))
-        tts = self._tts or EspeakTts(voice=cfg.speech.voice)
+        tts = self._tts or _tts_engine(cfg)
         units = UnitVoice(cfg.path(cfg.speech.units_dir)) if cfg.speech.units_dir else UnitVoice.shipped()
         self.speech = SpeechService(
             tts,
@@ -232,6 +232,15 @@ class Engine:
         self.bus.publish("queue.transfer_requested", channel.call_id, queue=queue,
                          priority=priority)
         return TransferResult("no_agent", {"queue": queue, "reason": "no agents configured"})
+
+
+def _tts_engine(cfg: Config) -> TtsEngine:
+    """The configured TTS: espeak-ng (Linux default) or pyttsx3 (SAPI5/NSSS hosts)."""
+    if cfg.speech.engine == "espeak":
+        return EspeakTts(voice=cfg.speech.voice)
+    if cfg.speech.engine == "pyttsx3":
+        return Pyttsx3Tts(voice=cfg.speech.voice if cfg.speech.voice != "cmn-latn-pinyin" else None)
+    raise EngineError(f"speech.engine: unknown TTS engine {cfg.speech.engine!r}; use espeak or pyttsx3")
 
 
 class _TimedServices:
