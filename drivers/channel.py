@@ -8,6 +8,10 @@ flow behaves the same on the simulated board and on SIP.
 
 Digits are buffered per channel like on a voice card: keys pressed while a prompt is playing
 stay in the buffer (type-ahead) and are consumed by the next ``collect``.
+
+Two legs of the same driver can be *bridged* (:meth:`Channel.bridge`): their audio flows both
+ways until either side hangs up. Bridging is optional for a driver; one that cannot bridge
+raises :class:`NotImplementedError`.
 """
 
 from __future__ import annotations
@@ -179,6 +183,20 @@ class Channel(abc.ABC):
         Ends with DIGIT, MAX_TIME, SILENCE (trailing silence is trimmed), HANGUP (what was
         recorded is kept) or STOPPED. ``duration`` is the seconds kept.
         """
+
+    async def bridge(self, other: Channel, *, max_time: float | None = None) -> Result:
+        """Connect this leg with ``other`` so each side hears the other, until it ends.
+
+        Both legs keep their recordings (this leg's far end on the left, ``other``'s voice on
+        the right). Keys pressed while bridged stay in each leg's buffer. Ends, for both legs,
+        with HANGUP when either side hangs up (``detail["hung_up"]`` is the ``channel_id`` of
+        the leg that left, ``detail["cause"]`` its :class:`HangupCause`), STOPPED when
+        :meth:`stop` is called on either leg (or the waiting task is cancelled), or MAX_TIME.
+        Neither leg is hung up by the bridge ending. Raises :class:`ValueError` if ``other``
+        belongs to another driver or board, :class:`NotImplementedError` if the driver cannot
+        bridge.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot bridge calls")
 
     @abc.abstractmethod
     def clear_digits(self) -> None:

@@ -253,6 +253,41 @@ class _Record(_Operation):
             self.channel._op = None
 
 
+class _Bridge(_Operation):
+    """One side of a bridge: sends the other side's last inbound frame, keeps its own.
+
+    The board's tick asks every line for its outbound frame before it reads the far ends,
+    so audio crosses the bridge one tick (20 ms) later, like a frame of jitter buffer.
+    Finishing either side finishes the other with the same result.
+    """
+
+    wants_audio = True
+
+    def __init__(self, channel: SimChannel) -> None:
+        super().__init__(channel)
+        self.peer: _Bridge | None = None
+        self.last_in = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+    def frame_in(self, frame: np.ndarray, voiced: bool) -> None:
+        np.copyto(self.last_in, frame)
+
+    def frame_out(self) -> np.ndarray | None:
+        return self.peer.last_in if self.peer is not None else None
+
+    def finish(self, reason: Reason, **fields: Any) -> None:
+        if self.future.done():
+            return
+        if reason is Reason.HANGUP:
+            detail = dict(fields.pop("detail", {}))
+            detail.setdefault("hung_up", self.channel.channel_id)
+            fields["detail"] = detail
+        super().finish(reason, **fields)
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            peer.peer = None
+            peer.finish(reason, **fields)
+
+
 class SimChannel(Channel):
     """A call on one line of the simulated board."""
 
@@ -328,6 +363,23 @@ class SimChannel(Channel):
         self._digits.clear()
         op = _Record(self, path, max_silence, terminators, beep)
         return await self._run(op, max_time + len(op.beep) / SAMPLE_RATE, None)
+
+    async def bridge(self, other: Channel, *, max_time: float | None = None) -> Result:
+        """Connect two legs of this board (see :meth:`Channel.bridge`)."""
+        if not isinstance(other, SimChannel) or other.board is not self.board:
+            raise ValueError(f"{self.channel_id} can only be bridged with a line of the same board")
+        if other is self:
+            raise ValueError(f"{self.channel_id} cannot be bridged with itself")
+        for leg in (self, other):
+            if leg._cause is not None:
+                return Result(Reason.HANGUP, detail={"cause": str(leg._cause),
+                                                     "hung_up": leg.channel_id})
+        mine, theirs = _Bridge(self), _Bridge(other)
+        mine.peer, theirs.peer = theirs, mine
+        if other._op is not None:
+            other._op.finish(Reason.STOPPED)
+        other._op = theirs
+        return await self._run(mine, max_time, None)
 
     def clear_digits(self) -> None:
         self._digits.clear()
