@@ -118,8 +118,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         board = engine.board
         if board is not None:
             print(f"hotline: engine running — {len(board.trunks)} simulated trunk lines; "
-                  f"try: hotline sim call --line 1 --do 'expect:欢迎 press:1 expect:户号 "
-                  f"press:1234567890# expect:电费 hangup:loop'", file=sys.stderr)
+                  "try: hotline sim call --line 1 --do 'expect:电费查询 press:1 expect:户号 "
+                  "press:1234567890# expect:确认 press:1 expect:本月电费 hangup:loop'",
+                  file=sys.stderr)
         await stop.wait()
         await engine.stop()
         return 0
