@@ -201,7 +201,8 @@ def _cmd_sim_call(args: argparse.Namespace) -> int:
             line.on_event = on_event  # type: ignore[method-assign]
             await caller.dial(args.caller, args.called)
             for kind, value in actions:
-                print(f"[{kind}] {value}".rstrip(), flush=True)
+                if kind not in ("expect", "wait_quiet"):  # what the caller does, not waits for
+                    print(f"[{kind}] {value}".rstrip(), flush=True)
                 await _step(caller, kind, value or ("" if kind == "expect" else None))
             if not actions or actions[-1][0] not in ("hangup", "expect_hangup"):
                 await caller.expect_hangup(timeout=3600)
