@@ -46,6 +46,7 @@ from typing import Literal
 import numpy as np
 import soxr
 
+from drivers.media.blocks import Reblocker
 from drivers.media.tones import DTMF_COLUMNS, DTMF_KEYS, DTMF_ROWS, dbm0_to_rms
 
 __all__ = ["DtmfDetector", "DtmfEvent", "detect_digits"]
@@ -86,6 +87,7 @@ class DtmfDetector:
         self.channels = channels
         self.rate = rate
         self._chunk = chunk = rate // 400
+        self._blocks = Reblocker(channels, chunk)
         frame = chunk * FRAME_CHUNKS
         n = np.arange(frame)
         window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / frame)  # periodic Hann
@@ -106,9 +108,7 @@ class DtmfDetector:
         self._max_turn = (2.0 * np.pi * FREQ_TOLERANCE * _FREQS * lag / rate).astype(np.float32)
         self._bins_per_radian = np.float32(frame / (2.0 * np.pi * lag))
 
-        self._samples_in = 0  # samples received per channel since construction
         self._chunks_done = 0  # chunks analysed per channel since construction
-        self._pending = np.zeros((channels, 0), dtype=np.float32)  # < 1 chunk
         # Partial sums of the FRAME_CHUNKS - 1 frames that have started but not ended.
         self._open_dft = np.zeros((16, FRAME_CHUNKS - 1, channels), dtype=np.float32)
         self._open_energy = np.zeros((FRAME_CHUNKS - 1, channels), dtype=np.float32)
@@ -127,7 +127,7 @@ class DtmfDetector:
 
     def reset(self, channel: int) -> None:
         """Forget everything about ``channel`` (a new call on that line); no event is sent."""
-        self._pending[channel] = 0.0
+        self._blocks.reset(channel)
         self._open_dft[..., channel] = 0.0
         self._open_energy[:, channel] = 0.0
         self._prev_dft[..., channel] = 0.0
@@ -136,24 +136,17 @@ class DtmfDetector:
         self._run[channel] = 0
         self._active[channel] = -1
         self._miss[channel] = 0
-        self._origin[channel] = self._samples_in
+        self._origin[channel] = self._blocks.samples_in
 
     def feed(self, block: np.ndarray) -> list[DtmfEvent]:
         """Analyse the next ``(channels, n)`` samples; return the digit starts and ends seen,
         in time order."""
-        block = np.asarray(block)
-        if block.ndim != 2 or block.shape[0] != self.channels:
-            raise ValueError(f"expected a ({self.channels}, n) block, got {block.shape}")
-        self._samples_in += block.shape[1]
-        audio = block.astype(np.float32)
-        if self._pending.shape[1]:
-            audio = np.concatenate([self._pending, audio], axis=1)
+        audio = self._blocks.take(block)
         chunks = audio.shape[1] // self._chunk
-        self._pending = audio[:, chunks * self._chunk :].copy()
         if chunks == 0:
             return []
         first_frame = self._chunks_done - (FRAME_CHUNKS - 1)  # chunk where the 1st frame starts
-        dft, energy = self._frames(audio[:, : chunks * self._chunk], chunks)
+        dft, energy = self._frames(audio, chunks)
         return self._step(self._hits(dft, energy), first_frame)
 
     # -- analysis -----------------------------------------------------------------------

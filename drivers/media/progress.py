@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from drivers.media.blocks import Reblocker
 from drivers.media.tones import dbm0_to_rms
 
 __all__ = ["CHINA", "CallProgressDetector", "ProgressEvent", "TonePlan"]
@@ -122,6 +123,7 @@ class CallProgressDetector:
         self.plan = plan
         self.rate = rate
         self._frame = frame = rate // FRAMES_PER_SECOND
+        self._blocks = Reblocker(channels, frame)
         omega = 2.0 * np.pi * np.asarray(plan.freqs, dtype=np.float64) / rate
         phase = np.outer(np.arange(frame), omega)
         self._basis = np.concatenate([np.cos(phase), np.sin(phase)], axis=1).astype(np.float32)
@@ -135,9 +137,7 @@ class CallProgressDetector:
         self._tone = np.zeros(channels, dtype=bool)  # current segment is tone
         self._run = np.zeros(channels, dtype=np.int64)  # frames in the current segment
         self._dial_fired = np.zeros(channels, dtype=bool)
-        self._pending = np.zeros((channels, 0), dtype=np.float32)
         self._frames_done = 0
-        self._samples_in = 0
         self._origin = np.zeros(channels, dtype=np.int64)
 
     def set_busy_cycles(self, channel: int, cycles: int) -> None:
@@ -153,21 +153,14 @@ class CallProgressDetector:
         self._tone[channel] = False
         self._run[channel] = 0
         self._dial_fired[channel] = False
-        self._pending[channel] = 0.0
-        self._origin[channel] = self._samples_in
+        self._blocks.reset(channel)
+        self._origin[channel] = self._blocks.samples_in
 
     def feed(self, block: np.ndarray) -> list[ProgressEvent]:
         """Analyse the next ``(channels, n)`` samples; return the tones recognised."""
-        block = np.asarray(block)
-        if block.ndim != 2 or block.shape[0] != self.channels:
-            raise ValueError(f"expected a ({self.channels}, n) block, got {block.shape}")
-        self._samples_in += block.shape[1]
-        audio = block.astype(np.float32)
-        if self._pending.shape[1]:
-            audio = np.concatenate([self._pending, audio], axis=1)
+        audio = self._blocks.take(block)
         frames = audio.shape[1] // self._frame
-        self._pending = audio[:, frames * self._frame :].copy()
-        x = audio[:, : frames * self._frame].reshape(self.channels, frames, self._frame)
+        x = audio.reshape(self.channels, frames, self._frame)
         proj = x @ self._basis
         power = np.sum(proj * proj, axis=-1) * np.float32(2.0 / self._frame)
         energy = np.einsum("cfn,cfn->cf", x, x)
