@@ -72,10 +72,14 @@ async def caller_loop(engine: Engine, n: int, stop_at: float, stats: dict) -> No
 async def main(args: argparse.Namespace) -> None:
     configure_logging("console", "WARNING")
     scratch = Path(tempfile.mkdtemp(prefix="board-bench-"))
-    config = load_config(None, root=ROOT, overrides={
-        "database_url": f"sqlite+aiosqlite:///{scratch}/hotline.db",
-        "recordings_dir": str(scratch / "recordings"),
-    })
+    config = load_config(
+        None,
+        root=ROOT,
+        overrides={
+            "database_url": f"sqlite+aiosqlite:///{scratch}/hotline.db",
+            "recordings_dir": str(scratch / "recordings"),
+        },
+    )
     config.control.enabled = False
     config.board.trunks = args.lines
     config.board.stations = 0
@@ -106,7 +110,9 @@ async def main(args: argparse.Namespace) -> None:
             busy.append(sum(1 for ch in board._channels if ch is not None))
 
     sampler = asyncio.create_task(sample_busy())
-    await asyncio.gather(*(caller_loop(engine, n, stop_at, stats) for n in range(1, args.lines + 1)))
+    await asyncio.gather(
+        *(caller_loop(engine, n, stop_at, stats) for n in range(1, args.lines + 1))
+    )
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     sampler.cancel()
     await engine.idle()
@@ -134,20 +140,32 @@ async def main(args: argparse.Namespace) -> None:
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else 0.0
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, loop {type(loop).__module__}")
-    print(f"lines: {args.lines}   run: {wall:.1f} s   CPU: {cpu:.1f} s "
-          f"= {100 * cpu / wall:.0f}% of one core")
-    print(f"lines in a call (1 s samples): median {statistics.median(busy) if busy else 0:.0f}, "
-          f"max {max(busy) if busy else 0}")
-    print(f"calls completed: {stats['completed']}   failed: {stats['failed']}   "
-          f"recordings: {len(recordings)}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, loop {type(loop).__module__}"
+    )
+    print(
+        f"lines: {args.lines}   run: {wall:.1f} s   CPU: {cpu:.1f} s "
+        f"= {100 * cpu / wall:.0f}% of one core"
+    )
+    print(
+        f"lines in a call (1 s samples): median {statistics.median(busy) if busy else 0:.0f}, "
+        f"max {max(busy) if busy else 0}"
+    )
+    print(
+        f"calls completed: {stats['completed']}   failed: {stats['failed']}   "
+        f"recordings: {len(recordings)}"
+    )
     print(f"digits: {checked} calls checked, missed {missed}, extra {extra}")
-    print(f"media tick lateness ms: p50 {pct(late, .5):.2f}  p99 {pct(late, .99):.2f}  "
-          f"max {pct(late, 1.0):.2f}   late(>5 ms) ticks: {board.clock.late_ticks} "
-          f"of {board.clock.ticks}")
-    print(f"media tick cost ms: p50 {pct(costs, .5):.2f}  p99 {pct(costs, .99):.2f}  "
-          f"max {pct(costs, 1.0):.2f}")
+    print(
+        f"media tick lateness ms: p50 {pct(late, 0.5):.2f}  p99 {pct(late, 0.99):.2f}  "
+        f"max {pct(late, 1.0):.2f}   late(>5 ms) ticks: {board.clock.late_ticks} "
+        f"of {board.clock.ticks}"
+    )
+    print(
+        f"media tick cost ms: p50 {pct(costs, 0.5):.2f}  p99 {pct(costs, 0.99):.2f}  "
+        f"max {pct(costs, 1.0):.2f}"
+    )
     for line in stats["errors"][:5]:
         print("  failure:", line)
 

@@ -1,12 +1,12 @@
 """The ``hotline`` command: run the engine, check flows, drive the simulated board, DSP tools.
 
-    hotline run                         start the engine (simulated board, SQLite, demo data)
-    hotline flows check PATH...         validate flow files/folders (file:line:column: reason)
-    hotline flows schema                print the flow JSON Schema (for editors)
-    hotline sim call --line 3 --from 13912345678 --do 'expect:户号 press:1234567890# hangup:loop'
-    hotline sim run scenarios/          run scenario files (in-process, virtual clock) or --remote
-    hotline dtmf FILE.wav               print the DTMF digits found in a recording
-    hotline say amount 230.00           print the Chinese read-out of a value
+hotline run                         start the engine (simulated board, SQLite, demo data)
+hotline flows check PATH...         validate flow files/folders (file:line:column: reason)
+hotline flows schema                print the flow JSON Schema (for editors)
+hotline sim call --line 3 --from 13912345678 --do 'expect:户号 press:1234567890# hangup:loop'
+hotline sim run scenarios/          run scenario files (in-process, virtual clock) or --remote
+hotline dtmf FILE.wav               print the DTMF digits found in a recording
+hotline say amount 230.00           print the Chinese read-out of a value
 """
 
 from __future__ import annotations
@@ -65,14 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--line", default="1", help="trunk line number or name (default 1)")
     call.add_argument("--from", dest="caller", default="13912345678", help="caller number")
     call.add_argument("--to", dest="called", default="95598", help="called number")
-    call.add_argument("--do", default="", help="actions: expect:TEXT press:KEYS silence:SECONDS "
-                      "speak:FILE.wav wait_quiet hangup:loop|busy|polarity (space separated)")
+    call.add_argument(
+        "--do",
+        default="",
+        help="actions: expect:TEXT press:KEYS silence:SECONDS "
+        "speak:FILE.wav wait_quiet hangup:loop|busy|polarity (space separated)",
+    )
     call.add_argument("--remote", default="127.0.0.1:5599", help="engine control socket")
     call.set_defaults(handler=_cmd_sim_call)
     srun = sim.add_parser("run", help="run scenario files")
     srun.add_argument("paths", nargs="+")
-    srun.add_argument("--remote", help="HOST:PORT of a running engine (default: start one "
-                      "in-process on a virtual clock with a scratch database)")
+    srun.add_argument(
+        "--remote",
+        help="HOST:PORT of a running engine (default: start one "
+        "in-process on a virtual clock with a scratch database)",
+    )
     srun.set_defaults(handler=_cmd_sim_run)
 
     dtmf = sub.add_parser("dtmf", help="print the DTMF digits in a WAV file")
@@ -80,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     dtmf.set_defaults(handler=_cmd_dtmf)
 
     say = sub.add_parser("say", help="print the Chinese read-out of a value")
-    say.add_argument("kind", help="amount, balance, digits, phone, number, integer, date, time, percent")
+    say.add_argument(
+        "kind", help="amount, balance, digits, phone, number, integer, date, time, percent"
+    )
     say.add_argument("value")
     say.set_defaults(handler=_cmd_say)
     return p
@@ -117,10 +126,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         gc.freeze()  # long-lived start-up objects leave the collector's view: shorter GC pauses
         board = engine.board
         if board is not None:
-            print(f"hotline: engine running — {len(board.trunks)} simulated trunk lines; "
-                  "try: hotline sim call --line 1 --do 'expect:电费查询 press:1 expect:户号 "
-                  "press:1234567890# expect:确认 press:1 expect:本月电费 hangup:loop'",
-                  file=sys.stderr)
+            print(
+                f"hotline: engine running — {len(board.trunks)} simulated trunk lines; "
+                "try: hotline sim call --line 1 --do 'expect:电费查询 press:1 expect:户号 "
+                "press:1234567890# expect:确认 press:1 expect:本月电费 hangup:loop'",
+                file=sys.stderr,
+            )
         await stop.wait()
         await engine.stop()
         return 0
@@ -160,7 +171,15 @@ def _parse_actions(text: str) -> list[tuple[str, str]]:
     actions = []
     for token in text.split():
         kind, _, value = token.partition(":")
-        if kind not in ("expect", "press", "silence", "speak", "wait_quiet", "hangup", "expect_hangup"):
+        if kind not in (
+            "expect",
+            "press",
+            "silence",
+            "speak",
+            "wait_quiet",
+            "hangup",
+            "expect_hangup",
+        ):
             raise SystemExit(f"hotline sim call: unknown action {token!r}")
         actions.append((kind, value))
     return actions
@@ -186,7 +205,9 @@ def _cmd_sim_call(args: argparse.Namespace) -> int:
             def show() -> bool:
                 nonlocal printed
                 for item in line.heard()[printed:]:
-                    print(f"[heard] {item['prompt_id'] or item['kind']}: {item['text']}", flush=True)
+                    print(
+                        f"[heard] {item['prompt_id'] or item['kind']}: {item['text']}", flush=True
+                    )
                 printed = len(line.heard())
                 return False
 
@@ -196,7 +217,9 @@ def _cmd_sim_call(args: argparse.Namespace) -> int:
                 line_event(message)
                 show()
                 if message["event"] in ("answered", "ended"):
-                    print(f"[{message['event']}] {message.get('reason') or ''}".rstrip(), flush=True)
+                    print(
+                        f"[{message['event']}] {message.get('reason') or ''}".rstrip(), flush=True
+                    )
 
             line.on_event = on_event  # type: ignore[method-assign]
             await caller.dial(args.caller, args.called)
@@ -264,23 +287,30 @@ def _cmd_sim_run(args: argparse.Namespace) -> int:
     from sim.caller import LocalLine
 
     with tempfile.TemporaryDirectory(prefix="hotline-sim-") as scratch:
-        config = _config(args, database_url=f"sqlite+aiosqlite:///{scratch}/hotline.db",
-                         recordings_dir=f"{scratch}/recordings")
+        config = _config(
+            args,
+            database_url=f"sqlite+aiosqlite:///{scratch}/hotline.db",
+            recordings_dir=f"{scratch}/recordings",
+        )
         config.control.enabled = False
         config.log_format = args.log_format or "console"
-        configure_logging(config.log_format, "WARNING" if args.log_level == "INFO" else args.log_level)
+        configure_logging(
+            config.log_format, "WARNING" if args.log_level == "INFO" else args.log_level
+        )
         engine = Engine(config, watch_flows=False)
         loop = new_loop(virtual=True)
 
         async def local() -> int:
             await engine.start()
             try:
+
                 async def open_line(name: str) -> LocalLine:
                     assert engine.board is not None
                     line = LocalLine(engine.board.line(name))
                     await line.wait_for(lambda: line.status()["state"] in ("idle", "ended"), 60)
                     await engine.idle()
                     return line
+
                 return await report(open_line)
             finally:
                 await engine.stop()

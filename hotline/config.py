@@ -65,6 +65,17 @@ class SpeechSettings:
 
 
 @dataclass(slots=True)
+class AcdSettings:
+    """Queues and agent seats (see docs/acd.md, "Queues and seats on the engine")."""
+
+    enabled: bool = True
+    queues_dir: str = "queues"  # queue files and agents.yaml; missing folder: no queues
+    login_at_start: bool = True  # log every agent of agents.yaml in, ready (demo)
+    agent_announcement: str = "工号{agent_id}为您服务。"  # 报工号; "" to switch it off
+    seed: int = 0  # the random strategy's generator
+
+
+@dataclass(slots=True)
 class Config:
     root: Path = field(default_factory=Path.cwd)
     database_url: str = "sqlite+aiosqlite:///var/hotline.db"
@@ -76,6 +87,7 @@ class Config:
     board: BoardSettings = field(default_factory=BoardSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
+    acd: AcdSettings = field(default_factory=AcdSettings)
     numbers: dict[str, str] = field(default_factory=lambda: {"95598": "main"})
 
     def path(self, value: str) -> Path:
@@ -88,7 +100,7 @@ class Config:
         """The database URL with a relative SQLite path made absolute under the root."""
         prefix = "sqlite+aiosqlite:///"
         if self.database_url.startswith(prefix):
-            rest = self.database_url[len(prefix):]
+            rest = self.database_url[len(prefix) :]
             if rest and rest != ":memory:" and not rest.startswith("/"):
                 return prefix + str(self.path(rest))
         return self.database_url
@@ -98,8 +110,12 @@ class Config:
         return settings.flow if settings and settings.flow else self.board.default_flow
 
 
-def load_config(path: str | Path | None = None, *, root: str | Path | None = None,
-                overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None,
+    *,
+    root: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
     """Defaults ← the YAML file (if any) ← ``overrides``."""
     path = path or os.environ.get("HOTLINE_CONFIG")
     base = Path(root) if root else (Path(path).parent if path else Path.cwd())
@@ -125,7 +141,12 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        nested = {"board": BoardSettings, "control": ControlSettings, "speech": SpeechSettings}
+        nested = {
+            "board": BoardSettings,
+            "control": ControlSettings,
+            "speech": SpeechSettings,
+            "acd": AcdSettings,
+        }
         if name in nested and cls is Config:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {name} must be a mapping")
@@ -133,8 +154,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         elif name == "lines" and cls is BoardSettings:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: lines must be a mapping of line name to settings")
-            kwargs[name] = {str(k): _build(LineSettings, v or {}, f"{where}: line {k}")
-                            for k, v in value.items()}
+            kwargs[name] = {
+                str(k): _build(LineSettings, v or {}, f"{where}: line {k}")
+                for k, v in value.items()
+            }
         else:
             kwargs[name] = value
     try:

@@ -62,8 +62,11 @@ class LocalLine:
         if call is None:
             return {"state": "idle"}
         return {
-            "state": "ended" if call.ended is not None else
-            "connected" if call.answered is not None else "ringing",
+            "state": "ended"
+            if call.ended is not None
+            else "connected"
+            if call.answered is not None
+            else "ringing",
             "answered": call.answered,
             "ended": call.ended,
             "end_reason": call.end_reason,
@@ -76,8 +79,14 @@ class LocalLine:
 class Caller:
     """A person calling the hotline, scripted."""
 
-    def __init__(self, line: LineHandle, *, key_on_ms: int = 100, key_off_ms: int = 100,
-                 key_dbm0: float = -10.0) -> None:
+    def __init__(
+        self,
+        line: LineHandle,
+        *,
+        key_on_ms: int = 100,
+        key_off_ms: int = 100,
+        key_dbm0: float = -10.0,
+    ) -> None:
         self.line = line
         self.cursor = 0
         self.key_on_ms = key_on_ms
@@ -85,12 +94,15 @@ class Caller:
         self.key_dbm0 = key_dbm0
 
     # --- actions ------------------------------------------------------------------------
-    async def dial(self, caller: str, called: str = "95598", *, answer_timeout: float = 30.0) -> None:
+    async def dial(
+        self, caller: str, called: str = "95598", *, answer_timeout: float = 30.0
+    ) -> None:
         """Ring the line and wait until the engine answers."""
         self.cursor = 0
         await self.line.ring(caller, called)
-        ok = await self.line.wait_for(lambda: self.line.status().get("answered") is not None,
-                                      answer_timeout)
+        ok = await self.line.wait_for(
+            lambda: self.line.status().get("answered") is not None, answer_timeout
+        )
         if not ok:
             raise ExpectationFailed(f"the engine did not answer within {answer_timeout:g} s")
 
@@ -126,12 +138,14 @@ class Caller:
     def transcript_text(self) -> list[str]:
         return [item["text"] for item in self.transcript]
 
-    async def expect(self, text: str = "", *, prompt_id: str | None = None,
-                     timeout: float = 30.0) -> dict[str, Any]:
+    async def expect(
+        self, text: str = "", *, prompt_id: str | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Wait for the next item heard (after the cursor) containing ``text``.
 
         Items heard in between are skipped; the cursor moves past the match.
         """
+
         def find() -> int | None:
             heard = self.line.heard()
             for i in range(self.cursor, len(heard)):
@@ -143,7 +157,7 @@ class Caller:
         found = await self.line.wait_for(lambda: find() is not None, timeout)
         index = find()
         if not found or index is None:
-            heard = self.line.heard()[self.cursor:]
+            heard = self.line.heard()[self.cursor :]
             said = " | ".join(item["text"] for item in heard) or "(nothing)"
             what = f"{text!r}" + (f" (prompt {prompt_id})" if prompt_id else "")
             raise ExpectationFailed(f"expected to hear {what} within {timeout:g} s; heard: {said}")
@@ -159,13 +173,19 @@ class Caller:
 
     async def wait_quiet(self, timeout: float = 30.0) -> None:
         """Wait until whatever is playing now has finished."""
+
         def quiet() -> bool:
             heard = self.line.heard()
-            return not heard or heard[-1]["end"] is not None or self.line.status().get("ended") is not None
+            return (
+                not heard
+                or heard[-1]["end"] is not None
+                or self.line.status().get("ended") is not None
+            )
 
         await self.line.wait_for(quiet, timeout)
 
     def _check_connected(self, action: str) -> None:
         if self.line.status().get("state") != "connected":
-            raise ExpectationFailed(f"cannot {action}: the call is {self.line.status().get('state')}")
-
+            raise ExpectationFailed(
+                f"cannot {action}: the call is {self.line.status().get('state')}"
+            )

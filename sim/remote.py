@@ -96,11 +96,13 @@ class RemoteBoard:
     async def connect(self) -> RemoteBoard:
         try:
             self._reader, self._writer = await asyncio.open_connection(
-                self.host, self.port, limit=4 * 1024 * 1024)
+                self.host, self.port, limit=4 * 1024 * 1024
+            )
         except OSError as exc:
             raise RemoteError(
                 f"cannot reach the engine's board at {self.host}:{self.port} ({exc.strerror}); "
-                "is `hotline run` running?") from exc
+                "is `hotline run` running?"
+            ) from exc
         self._task = asyncio.create_task(self._read())
         return self
 

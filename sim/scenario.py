@@ -130,20 +130,25 @@ async def run_scenario(
             await _step(caller, kind, value)
         if scenario.end_within is not None:
             await caller.expect_hangup(float(scenario.end_within))
-        return ScenarioResult(scenario, True, transcript=caller.transcript,
-                              seconds=time.perf_counter() - started)
+        return ScenarioResult(
+            scenario, True, transcript=caller.transcript, seconds=time.perf_counter() - started
+        )
     except ExpectationFailed as exc:
         if line.status().get("state") not in ("ended", "idle"):
             await caller.hang_up()
-        return ScenarioResult(scenario, False, str(exc), caller.transcript,
-                              time.perf_counter() - started)
+        return ScenarioResult(
+            scenario, False, str(exc), caller.transcript, time.perf_counter() - started
+        )
 
 
 async def _step(caller: Caller, kind: str, value: Any) -> None:
     if kind == "expect":
         if isinstance(value, dict):
-            await caller.expect(str(value.get("text", "")), prompt_id=value.get("prompt"),
-                                timeout=float(value.get("timeout", 30)))
+            await caller.expect(
+                str(value.get("text", "")),
+                prompt_id=value.get("prompt"),
+                timeout=float(value.get("timeout", 30)),
+            )
         else:
             await caller.expect(str(value))
     elif kind == "press":

@@ -23,7 +23,9 @@ def run_virtual(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
         loop.close()
 
 
-def make_config(root: Path, *, cache: Path | None = None, flows: Path = FLOWS, **overrides: Any) -> Any:
+def make_config(
+    root: Path, *, cache: Path | None = None, flows: Path = FLOWS, **overrides: Any
+) -> Any:
     from hotline.config import load_config
 
     settings: dict[str, Any] = {

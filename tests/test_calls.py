@@ -101,8 +101,12 @@ def test_fault_report_work_order_is_stored_and_read_back(engine_config: Any) -> 
     async def body(engine: Any) -> str:
         caller = Caller(LocalLine(engine.board.line(2)))
         await caller.dial("13912345678")
-        for prompt, keys in [("故障报修请按二", "2"), ("使用来电号码报修请按二", "2"),
-                             ("仅您家中停电请按二", "2"), ("如需录音描述故障情况", "2")]:
+        for prompt, keys in [
+            ("故障报修请按二", "2"),
+            ("使用来电号码报修请按二", "2"),
+            ("仅您家中停电请按二", "2"),
+            ("如需录音描述故障情况", "2"),
+        ]:
             await caller.expect(prompt)
             await caller.press(keys)
         item = await caller.expect("您的报修已受理，工单号")
@@ -114,7 +118,11 @@ def test_fault_report_work_order_is_stored_and_read_back(engine_config: Any) -> 
 
     async def check(engine: Any) -> None:
         (order,) = await rows(engine, WorkOrder)
-        assert (order.type, order.status, order.fault_type) == ("fault_repair", "submitted", "own_house")
+        assert (order.type, order.status, order.fault_type) == (
+            "fault_repair",
+            "submitted",
+            "own_house",
+        )
         assert order.account_no == "1234567890" and order.caller == "13912345678"
         assert order.due_at is not None and order.call_id
         digits = "".join(c for c in order.number if c.isdigit())
@@ -188,11 +196,16 @@ def test_hanging_up_at_any_step_leaves_a_clean_record(
         (record,) = await rows(engine, CallRecord)
         assert record.result == "hangup"
         assert record.last_step == expected_step
-        assert record.hangup_cause == {"loop": "loop_current_drop", "busy": "busy_tone",
-                                       "polarity": "polarity_reversal"}[signal]
+        assert (
+            record.hangup_cause
+            == {"loop": "loop_current_drop", "busy": "busy_tone", "polarity": "polarity_reversal"}[
+                signal
+            ]
+        )
         (recording,) = await rows(engine, Recording, call_id=record.call_id)
         assert wav_seconds(recording.path) == pytest.approx(
-            (record.ended_at - record.answered_at).total_seconds(), abs=0.5)
+            (record.ended_at - record.answered_at).total_seconds(), abs=0.5
+        )
         orders = await rows(engine, WorkOrder)
         if stop_at >= 3:  # the order is opened once the account is known
             (order,) = orders

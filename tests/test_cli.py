@@ -18,8 +18,13 @@ BAD_FLOWS = REPO / "tests" / "flows_bad"
 
 
 def hotline(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hotline.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "hotline.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_flows_check_accepts_the_shipped_flows() -> None:
@@ -75,7 +80,9 @@ def test_sim_run_reports_each_scenario(tmp_path: Path) -> None:
     failing = tmp_path / "wrong.yaml"
     failing.write_text(
         "name: wrong expectation\nline: 2\ncaller: '13000000000'\n"
-        "steps:\n  - expect: {text: 这句话不会出现, timeout: 15}\n", encoding="utf-8")
+        "steps:\n  - expect: {text: 这句话不会出现, timeout: 15}\n",
+        encoding="utf-8",
+    )
     done = hotline("sim", "run", str(SCENARIOS / "bill_balance.yaml"), str(failing))
     assert done.returncode == 1, done.stderr
     assert "PASS" in done.stdout and "bill_balance.yaml" in done.stdout

@@ -27,8 +27,9 @@ async def first_words(engine: Any, line: int = 1) -> str:
     return item["text"]
 
 
-def test_a_bad_edit_is_rejected_and_the_old_flow_keeps_serving(engine_config: Any,
-                                                                tmp_path: Path) -> None:
+def test_a_bad_edit_is_rejected_and_the_old_flow_keeps_serving(
+    engine_config: Any, tmp_path: Path
+) -> None:
     flows = tmp_path / "flows"
     shutil.copytree(FLOWS, flows)
     engine_config.flows_dirs = [str(flows)]
@@ -46,7 +47,9 @@ def test_a_bad_edit_is_rejected_and_the_old_flow_keeps_serving(engine_config: An
         assert len(errors) == 3 and any("unreachable" in e.reason for e in errors)
         assert (await first_words(engine, 2)).startswith("您好，欢迎致电国家电网")
         # the corrected edit goes live for the next call
-        main.write_text(original.replace("您好，欢迎致电国家电网", "您好，这里是国家电网"), encoding="utf-8")
+        main.write_text(
+            original.replace("您好，欢迎致电国家电网", "您好，这里是国家电网"), encoding="utf-8"
+        )
         assert engine.flows.reload() == []
         assert (await first_words(engine, 3)).startswith("您好，这里是国家电网")
 
@@ -70,8 +73,14 @@ def test_a_recording_cut_off_by_a_crash_is_finished_and_indexed(engine_config: A
     folder.mkdir(parents=True)
     part = folder / "board0-t1-000042.wav.part"
     frames = np.arange(16_001, dtype="<i2")  # 8000.5 stereo frames: the last one is torn
-    header = b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, 2, 8000, 32000, 4, 16) + b"data" + struct.pack("<I", 0)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 2, 8000, 32000, 4, 16)
+        + b"data"
+        + struct.pack("<I", 0)
+    )
     part.write_bytes(header + frames.tobytes())
 
     async def body(engine: Any) -> list[Any]:
@@ -87,8 +96,9 @@ def test_a_recording_cut_off_by_a_crash_is_finished_and_indexed(engine_config: A
     assert row.path == str(final) and row.recovered and row.call_id == "board0-t1-000042"
 
 
-def test_a_tester_drives_the_board_over_the_control_socket(tmp_path: Path,
-                                                           engine_template: Path) -> None:
+def test_a_tester_drives_the_board_over_the_control_socket(
+    tmp_path: Path, engine_template: Path
+) -> None:
     (tmp_path / "var").mkdir()
     shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
     config = make_config(tmp_path, cache=engine_template / "cache")

@@ -17,7 +17,6 @@ from sim.caller import Caller, LocalLine
 from support import with_engine
 
 
-
 def due_date_text() -> str:
     today = dt.date.today()
     months = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二"]
@@ -44,8 +43,9 @@ BILLS = {
 }
 
 
-async def _walk(engine: Any, line: int, caller_no: str, steps: list[tuple[str, str]],
-                last: str) -> list[str]:
+async def _walk(
+    engine: Any, line: int, caller_no: str, steps: list[tuple[str, str]], last: str
+) -> list[str]:
     caller = Caller(LocalLine(engine.board.line(line)))
     await caller.dial(caller_no)
     for prompt, keys in steps:
@@ -60,9 +60,17 @@ async def _walk(engine: Any, line: int, caller_no: str, steps: list[tuple[str, s
 @pytest.mark.parametrize("account", sorted(BILLS))
 def test_bill_read_outs(engine_config: Any, account: str) -> None:
     async def body(engine: Any) -> list[str]:
-        return await _walk(engine, 1, "13000000000", [
-            ("电费查询请按一", "1"), ("请输入您的十位户号", account + "#"), ("确认请按一", "1"),
-        ], "重听请按一")
+        return await _walk(
+            engine,
+            1,
+            "13000000000",
+            [
+                ("电费查询请按一", "1"),
+                ("请输入您的十位户号", account + "#"),
+                ("确认请按一", "1"),
+            ],
+            "重听请按一",
+        )
 
     heard = with_engine(engine_config, body)
     assert heard == [text.format(due=due_date_text()) for text in BILLS[account]]
@@ -79,31 +87,58 @@ def test_fault_read_outs(engine_config: Any) -> None:
 
     async def body(engine: Any) -> dict[str, list[str]]:
         heard = {
-            "order": await _walk(engine, 1, "13100000001", fault + [
-                ("请输入您的十位户号", "1234567890#"), ("整个小区", "2"), ("如需录音", "2"),
-            ], "还需要其他服务吗"),
-            "danger": await _walk(engine, 2, "13100000002", fault + [
-                ("请输入您的十位户号", "1111111111#"), ("整个小区", "3"),
-            ], "还需要其他服务吗"),
-            "outage": await _walk(engine, 3, "13100000003", fault + [
-                ("请输入您的十位户号", "3456789012#"), ("如果您仍需报修", "1"), ("整个小区", "1"),
-                ("如需录音", "2"),
-            ], "还需要其他服务吗"),
+            "order": await _walk(
+                engine,
+                1,
+                "13100000001",
+                fault
+                + [
+                    ("请输入您的十位户号", "1234567890#"),
+                    ("整个小区", "2"),
+                    ("如需录音", "2"),
+                ],
+                "还需要其他服务吗",
+            ),
+            "danger": await _walk(
+                engine,
+                2,
+                "13100000002",
+                fault
+                + [
+                    ("请输入您的十位户号", "1111111111#"),
+                    ("整个小区", "3"),
+                ],
+                "还需要其他服务吗",
+            ),
+            "outage": await _walk(
+                engine,
+                3,
+                "13100000003",
+                fault
+                + [
+                    ("请输入您的十位户号", "3456789012#"),
+                    ("如果您仍需报修", "1"),
+                    ("整个小区", "1"),
+                    ("如需录音", "2"),
+                ],
+                "还需要其他服务吗",
+            ),
         }
         async with engine.db.session() as session:
             orders = {o.account_no: o for o in (await session.scalars(select(WorkOrder))).all()}
             outage = (await session.scalars(select(Outage).where(Outage.area == "城西区"))).one()
-        heard["numbers"] = [orders["1234567890"].number, orders["1111111111"].number,
-                            outage.number]
+        heard["numbers"] = [orders["1234567890"].number, orders["1111111111"].number, outage.number]
         heard["restored"] = [outage.expected_end]
         return heard
 
     heard = with_engine(engine_config, body)
     order_no, danger_no, outage_no = heard["numbers"]
     assert heard["order"] == [
-        f"您的报修已受理，工单号{_digits(order_no)}，抢修人员将在规定时间内到达现场，请保持电话畅通。"]
+        f"您的报修已受理，工单号{_digits(order_no)}，抢修人员将在规定时间内到达现场，请保持电话畅通。"
+    ]
     assert heard["danger"] == [
-        f"坐席正忙，已为您紧急派发抢修工单，工单号{_digits(danger_no)}，抢修人员将尽快到达现场。"]
+        f"坐席正忙，已为您紧急派发抢修工单，工单号{_digits(danger_no)}，抢修人员将尽快到达现场。"
+    ]
     restored = heard["restored"][0].astimezone(dt.timezone(dt.timedelta(hours=8)))
     from ivr.speech.readout import date, time
 

@@ -20,8 +20,9 @@ from support import run_virtual as run
 
 async def _answered_call(tmp_path: Path, **board_kw: Any) -> tuple[SimBoard, SimChannel, Any]:
     incoming: asyncio.Queue[SimChannel] = asyncio.Queue()
-    board = SimBoard(trunks=2, recordings_dir=tmp_path / "rec", on_incoming=incoming.put_nowait,
-                     **board_kw)
+    board = SimBoard(
+        trunks=2, recordings_dir=tmp_path / "rec", on_incoming=incoming.put_nowait, **board_kw
+    )
     board.start()
     far = board.line(1).far_end
     far.ring("13912345678")
@@ -66,7 +67,11 @@ def test_inband_keys_are_collected_with_terminator(tmp_path: Path) -> None:
         assert (result.reason, result.digits) == (Reason.FIRST_DIGIT_TIMEOUT, "")
         far.send(dtmf_sequence("42#"))
         result = await channel.collect(max_digits=10, terminators="#")
-        assert (result.reason, result.digits, result.detail["terminator"]) == (Reason.DIGIT, "42", "#")
+        assert (result.reason, result.digits, result.detail["terminator"]) == (
+            Reason.DIGIT,
+            "42",
+            "#",
+        )
         await board.stop()
 
     run(go)
@@ -144,11 +149,15 @@ def test_record_ends_on_terminator_and_max_time(tmp_path: Path) -> None:
     async def go() -> None:
         board, channel, far = await _answered_call(tmp_path)
         far.send(np.concatenate([sine(300, 1500, -15), dtmf_sequence("#")]))
-        result = await channel.record(str(tmp_path / "a.wav"), max_time=30, max_silence=None, beep=False)
+        result = await channel.record(
+            str(tmp_path / "a.wav"), max_time=30, max_silence=None, beep=False
+        )
         assert result.reason is Reason.DIGIT and result.digits == "#"
         assert 1.4 < result.duration < 1.6
         far.send(sine(300, 5000, -15))
-        result = await channel.record(str(tmp_path / "b.wav"), max_time=2, max_silence=None, beep=False)
+        result = await channel.record(
+            str(tmp_path / "b.wav"), max_time=2, max_silence=None, beep=False
+        )
         assert result.reason is Reason.MAX_TIME
         assert result.duration == pytest.approx(2.0, abs=0.05)
         await board.stop()
@@ -171,7 +180,8 @@ def test_each_hangup_signal_ends_the_call_and_finishes_the_recording(
         loop = asyncio.get_running_loop()
         events: list[tuple[str, dict[str, Any]]] = []
         board, channel, far = await _answered_call(
-            tmp_path, on_event=lambda kind, call_id, **data: events.append((kind, data)))
+            tmp_path, on_event=lambda kind, call_id, **data: events.append((kind, data))
+        )
         play = asyncio.create_task(channel.play([Playable(sine(440, 20_000, -12), text="长提示")]))
         await asyncio.sleep(2)
         t = loop.time()
@@ -196,7 +206,9 @@ def test_busy_cycles_are_configurable_per_line(tmp_path: Path) -> None:
     async def go() -> None:
         loop = asyncio.get_running_loop()
         board, channel, far = await _answered_call(
-            tmp_path, line_configs={"t1": LineConfig(hangup_signal=HangupSignal.BUSY, busy_cycles=5)})
+            tmp_path,
+            line_configs={"t1": LineConfig(hangup_signal=HangupSignal.BUSY, busy_cycles=5)},
+        )
         t = loop.time()
         far.hang_up()  # the line's own signal: busy
         await channel.wait_ended()
@@ -240,8 +252,9 @@ def test_lines_are_independent(tmp_path: Path) -> None:
             channels[int(ch.line[1:])] = ch
         for n, k in keys.items():
             board.line(n).far_end.send(dtmf_sequence(k, on_ms=60, off_ms=60))
-        results = await asyncio.gather(*(
-            channels[n].collect(max_digits=4, terminators="") for n in keys))
+        results = await asyncio.gather(
+            *(channels[n].collect(max_digits=4, terminators="") for n in keys)
+        )
         assert [r.digits for r in results] == list(keys.values())
         await board.stop()
 
@@ -252,7 +265,8 @@ def test_recording_has_the_caller_left_and_the_engine_right(tmp_path: Path) -> N
     async def go() -> str:
         events: list[tuple[str, dict[str, Any]]] = []
         board, channel, far = await _answered_call(
-            tmp_path, on_event=lambda kind, call_id, **data: events.append((kind, data)))
+            tmp_path, on_event=lambda kind, call_id, **data: events.append((kind, data))
+        )
         t0 = channel.loop.time()
         far.send(np.concatenate([np.zeros(8000, np.int16), sine(1000, 1500, -10)]))
         await channel.play([Playable(sine(440, 3300, -10), text="提示")])
@@ -267,7 +281,7 @@ def test_recording_has_the_caller_left_and_the_engine_right(tmp_path: Path) -> N
     caller, engine = stereo[:, 0].astype(float), stereo[:, 1].astype(float)
 
     def level_at(signal: np.ndarray, freq: float, start: float, stop: float) -> float:
-        part = signal[int(start * 8000): int(stop * 8000)]
+        part = signal[int(start * 8000) : int(stop * 8000)]
         spectrum = np.abs(np.fft.rfft(part)) / len(part)
         return float(spectrum[int(freq * len(part) / 8000)])
 
