@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ from drivers.simboard.channel import SimChannel
 from drivers.simboard.line import HangupSignal, LineConfig
 from hotline.bus import Bus
 from hotline.config import Config
+from hotline.contact_center import ContactCenter
+from hotline.queue_config import check_references, load_queue_dir
 from hotline.services.cdr import CdrWriter, RecordingIndex
 from hotline.services.registry import ServiceRegistry
 from hotline.store.db import Database
@@ -59,6 +62,7 @@ class Engine:
         self.runner: FlowRunner | None = None
         self.board: SimBoard | None = None
         self.control: Any = None
+        self.contact_center: ContactCenter | None = None
         self.cdr = CdrWriter(self.db, self.bus)
         self.recording_index = RecordingIndex(self.db, self.bus)
         self.calls: dict[str, asyncio.Task[CallOutcome | None]] = {}
@@ -118,6 +122,7 @@ class Engine:
                 wall_clock=self.wall_clock,
             )
             self.board.start()
+            await self._start_contact_center()
             if cfg.control.enabled:
                 from drivers.simboard.control import ControlServer
 
@@ -132,6 +137,8 @@ class Engine:
             task.cancel()
         if self.control is not None:
             await self.control.stop()
+        if self.contact_center is not None:
+            await self.contact_center.stop()
         if self.board is not None:
             await self.board.stop()
         if self.calls:
@@ -147,6 +154,55 @@ class Engine:
             await asyncio.wait(list(self.calls.values()))
         await self.cdr.flush()
         await self.recording_index.flush()
+
+    async def _start_contact_center(self) -> None:
+        """Queues and seats from ``acd.queues_dir``; none configured: transfers find no agent."""
+        settings = self.config.acd
+        if not settings.enabled or self.board is None:
+            return
+        definition, errors = load_queue_dir(self.config.path(settings.queues_dir))
+        if not errors:
+            stations = [line.name for line in self.board.lines if line.name.startswith("s")]
+            errors = check_references(definition, self.flows.current, stations)
+        if errors:
+            raise EngineError("queues rejected:\n" + "\n".join(str(e) for e in errors))
+        if not definition.queues:
+            return
+        assert self.speech is not None
+        self.contact_center = ContactCenter(
+            definition, self.board, _TimedSpeech(self.speech), self.bus,
+            agent_announcement=settings.agent_announcement, rng=random.Random(settings.seed))
+        async with real_work():
+            await self.speech.warm(self.contact_center.prompt_texts(), progress=False)
+        self.contact_center.start(login=definition.agents if settings.login_at_start else ())
+        log.info("engine.queues", queues=sorted(definition.queues),
+                 agents=len(definition.agents))
+
+    # --- agent control (Python API; the desktop's HTTP/WebSocket API builds on it) ---------------
+    def _center(self) -> ContactCenter:
+        if self.contact_center is None:
+            raise EngineError("no queues are configured (acd.queues_dir)")
+        return self.contact_center
+
+    def login_agent(self, agent_id: str, *, ready: bool = True, reason: str | None = None) -> None:
+        """Log an agent in at their seat, ready (or not ready with ``reason``)."""
+        self._center().login(agent_id, ready=ready, reason=reason)
+
+    def logout_agent(self, agent_id: str) -> None:
+        self._center().logout(agent_id)
+
+    def set_agent_ready(self, agent_id: str) -> None:
+        self._center().set_ready(agent_id)
+
+    def set_agent_not_ready(self, agent_id: str, reason: str = "busy") -> None:
+        """Not ready with a reason: ``busy`` 示忙, ``rest`` 休息 (time-limited), any site reason."""
+        self._center().set_not_ready(agent_id, reason)
+
+    def agent_status(self, agent_id: str) -> dict[str, Any]:
+        """Status (the agent's choice), reason and state (the engine's) of one agent."""
+        agent = self._center().agent(agent_id)
+        return {"id": agent.id, "name": agent.name, "seat": agent.seat,
+                "status": str(agent.status), "reason": agent.reason, "state": str(agent.state)}
 
     def _recover_recordings(self) -> None:
         for part in find_partials(self.config.path(self.config.recordings_dir)):
@@ -228,10 +284,12 @@ class Engine:
 
     async def transfer(self, channel: Channel, queue: str, *, priority: int,
                        data: dict[str, Any]) -> TransferResult:
-        """Until queues are configured, no agent can take the call: the flow decides what next."""
+        """Queue the caller for an agent; without queues configured no agent can take it."""
         self.bus.publish("queue.transfer_requested", channel.call_id, queue=queue,
                          priority=priority)
-        return TransferResult("no_agent", {"queue": queue, "reason": "no agents configured"})
+        if self.contact_center is None:
+            return TransferResult("no_agent", {"queue": queue, "reason": "no agents configured"})
+        return await self.contact_center.transfer(channel, queue, priority=priority, data=data)
 
 
 def _tts_engine(cfg: Config) -> TtsEngine:

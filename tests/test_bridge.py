@@ -23,15 +23,18 @@ def dominant_hz(samples: np.ndarray) -> float:
 
 async def _caller_and_agent(tmp_path: Path) -> tuple[SimBoard, SimChannel, SimChannel]:
     incoming: asyncio.Queue[SimChannel] = asyncio.Queue()
-    board = SimBoard(trunks=1, stations=1, recordings_dir=tmp_path / "rec",
-                     on_incoming=incoming.put_nowait)
+    board = SimBoard(
+        trunks=1, stations=1, recordings_dir=tmp_path / "rec", on_incoming=incoming.put_nowait
+    )
     board.start()
     board.line("t1").far_end.ring("13912345678")
     caller = await asyncio.wait_for(incoming.get(), 10)
     await caller.answer()
     agent = board.ring_station("s1", caller="13912345678")
     answered = asyncio.get_running_loop().create_future()
-    agent.subscribe(lambda e: e.kind == "answer" and not answered.done() and answered.set_result(None))
+    agent.subscribe(
+        lambda e: e.kind == "answer" and not answered.done() and answered.set_result(None)
+    )
     board.line("s1").far_end.off_hook()
     await answered
     return board, caller, agent
@@ -44,18 +47,25 @@ def test_audio_flows_both_ways_and_each_leg_is_recorded(tmp_path: Path) -> None:
         far_caller.capture_audio = far_agent.capture_audio = True
         finished: list[str] = []
         board.on_event = lambda kind, call_id, **data: (
-            finished.append(data["path"]) if kind == "recording.finished" else None)
+            finished.append(data["path"]) if kind == "recording.finished" else None
+        )
         bridged = asyncio.create_task(caller.bridge(agent))
         await asyncio.sleep(0.1)
-        await asyncio.gather(far_caller.send(sine(1000, 1000, -10)),
-                             far_agent.send(sine(600, 1000, -10)))
+        await asyncio.gather(
+            far_caller.send(sine(1000, 1000, -10)), far_agent.send(sine(600, 1000, -10))
+        )
         await asyncio.sleep(0.1)
         far_agent.hang_up("loop")
         result = await bridged
         await caller.hangup()
         await board.stop()
-        return (result.reason, result.detail, far_agent.heard_audio(), far_caller.heard_audio(),
-                finished)
+        return (
+            result.reason,
+            result.detail,
+            far_agent.heard_audio(),
+            far_caller.heard_audio(),
+            finished,
+        )
 
     reason, detail, agent_heard, caller_heard, finished = run(go)
     assert reason is Reason.HANGUP

@@ -1,0 +1,385 @@
+"""The contact centre: the ACD core driven by the engine's loop, seats on the board's stations.
+
+:class:`ContactCenter` owns an :class:`acd.matcher.Acd` built from the queue and agent
+definitions (:mod:`hotline.queue_config`) and carries out the actions it returns:
+
+- ``Offer`` → ring the agent's seat (a station line of the simulated board); the agent's far
+  end going off-hook is reported with ``offer_result(answered=True)``;
+- ``Connect`` → the waiting caller hears the agent's id (报工号, "工号幺零零幺为您服务", read
+  digit by digit by :mod:`ivr.speech.readout`), then caller and seat are bridged
+  (:meth:`drivers.channel.Channel.bridge`) until either side hangs up → ``call_ended``;
+- ``StopRinging`` → the seat's leg is dropped (ring timeout, abandon, ring-all elsewhere…);
+- ``Timeout`` / ``Redirect`` → the flow's transfer step ends with ``timeout`` / ``no_agent`` /
+  ``full`` and the flow goes on (voice message);
+- ``Announce`` → the caller's position is read out between the waiting prompts.
+
+While queued, a caller hears the queue's waiting prompt and a short synthesized melody in a
+loop. The core's timers are driven by one loop timer set to ``Acd.next_deadline()`` after
+every batch of actions (no polling). Queue events are drained after every batch and
+published on the bus as ``queue.<kind>`` (``queue.enter``, ``queue.offer``,
+``queue.ring_no_answer``, ``queue.connect``, ``queue.abandon``, ``queue.agent_status``…).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from acd.agents import Agent, Status
+from acd.events import (
+    Action,
+    Announce,
+    Connect,
+    DropLeg,
+    Offer,
+    Queued,
+    Redirect,
+    StopRinging,
+    Timeout,
+)
+from acd.matcher import Acd
+from drivers.channel import Channel, Playable, Reason
+from drivers.media.tones import sine
+from hotline.bus import Bus
+from hotline.queue_config import ContactCenterDefinition, QueueDefinition
+from ivr.ports import Speech, TransferResult
+from ivr.speech.readout import say
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_AGENT_ANNOUNCEMENT = "工号{agent_id}为您服务。"
+MUSIC_PROMPT_ID = "queue.music"
+
+
+def hold_music(seconds_per_note: float = 0.4, dbm0: float = -24.0) -> Playable:
+    """A quiet pentatonic phrase (about 6 s) played between waiting prompts."""
+    notes = [523, 587, 659, 784, 880, 784, 659, 587, 523, 659, 784, 659, 587, 523, 0]
+    ms = seconds_per_note * 1000
+    parts = [sine(f, ms, dbm0) if f else np.zeros(int(ms * 8), np.int16) for f in notes]
+    return Playable(
+        np.concatenate(parts), text="（等待音乐）", prompt_id=MUSIC_PROMPT_ID, kind="tone"
+    )
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """A caller handed to a queue by a flow's transfer step."""
+
+    channel: Channel
+    queue: QueueDefinition
+    decided: asyncio.Future[Any]  # TransferResult, or (agent_id, seat leg) on Connect
+    announcements: deque[str] = field(default_factory=deque)
+    agent_id: str | None = None  # set once connected
+
+
+class ContactCenter:
+    """Queues and seats of one engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        definition: ContactCenterDefinition,
+        board: Any,
+        speech: Speech,
+        bus: Bus,
+        *,
+        agent_announcement: str = DEFAULT_AGENT_ANNOUNCEMENT,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.definition = definition
+        self.queues = definition.queues
+        self.board = board
+        self.speech = speech
+        self.bus = bus
+        self.agent_announcement = agent_announcement
+        self.acd = Acd(rng=rng or random.Random(0))
+        for queue in definition.queues.values():
+            self.acd.add_queue(queue.config)
+        for seated in definition.agents.values():
+            self.acd.add_agent(seated.to_agent())
+        self.music = hold_music()
+        self._waiting: dict[str, _Waiting] = {}
+        self._legs: dict[tuple[str, str], Channel] = {}  # (call id, agent id) -> seat leg
+        self._pending: deque[Action] = deque()
+        self._applying = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._last_now = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self, *, login: Iterable[str] = ()) -> None:
+        """Bind to the running loop and log in ``login`` (agent ids), ready."""
+        self._loop = asyncio.get_running_loop()
+        self._last_now = self._loop.time()
+        for agent_id in login:
+            self.login(agent_id)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for leg in list(self._legs.values()):
+            await leg.hangup()
+        self._legs.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def prompt_texts(self) -> dict[str, str]:
+        """Prompt id → text of what waiting callers hear, for warming the prompt cache."""
+        return {f"queue.{q.name}.waiting": q.waiting_prompt for q in self.queues.values()}
+
+    # --- agents (the Python API behind the engine's agent control) ----------------------------
+    def agent(self, agent_id: str) -> Agent:
+        agent = self.acd.agents.get(agent_id)
+        if agent is None:
+            raise KeyError(f"no agent {agent_id!r} (known: {', '.join(sorted(self.acd.agents))})")
+        return agent
+
+    def login(self, agent_id: str, *, ready: bool = True, reason: str | None = None) -> None:
+        self.agent(agent_id)
+        status = Status.READY if ready else Status.NOT_READY
+        self._apply(
+            self.acd.login(agent_id, self._now(), status, None if ready else reason or "busy")
+        )
+
+    def logout(self, agent_id: str) -> None:
+        self.agent(agent_id)
+        self._apply(self.acd.logout(agent_id, self._now()))
+
+    def set_ready(self, agent_id: str) -> None:
+        self.agent(agent_id)
+        self._apply(self.acd.set_status(agent_id, Status.READY, None, self._now()))
+
+    def set_not_ready(self, agent_id: str, reason: str = "busy") -> None:
+        self.agent(agent_id)
+        self._apply(self.acd.set_status(agent_id, Status.NOT_READY, reason, self._now()))
+
+    def end_wrap_up(self, agent_id: str) -> None:
+        self.agent(agent_id)
+        self._apply(self.acd.wrap_up_done(agent_id, self._now()))
+
+    # --- the flow's transfer step ------------------------------------------------------------
+    async def transfer(
+        self, channel: Channel, queue: str, *, priority: int = 0, data: dict[str, Any] | None = None
+    ) -> TransferResult:
+        """Queue the caller; return when they come back to the flow (or hang up)."""
+        definition = self.queues.get(queue)
+        if definition is None:
+            log.warning("queue.unknown", queue=queue)
+            return TransferResult("no_agent", {"queue": queue, "reason": "no such queue"})
+        if channel.hung_up:
+            return TransferResult("hangup", {"queue": queue})
+        assert self._loop is not None, "start the contact center first"
+        call_id = channel.call_id
+        waiting = _Waiting(channel, definition, self._loop.create_future())
+        self._waiting[call_id] = waiting
+
+        def on_event(event: Any) -> None:
+            if event.kind == "hangup" and waiting.agent_id is None:
+                self._apply(self.acd.abandon(call_id, self._now()))
+                if not waiting.decided.done():
+                    waiting.decided.set_result(TransferResult("hangup", {"queue": queue}))
+
+        unsubscribe = channel.subscribe(on_event)
+        try:
+            self._apply(
+                self.acd.enqueue(
+                    call_id, queue, self._now(), priority=priority, caller=channel.caller or None
+                )
+            )
+            if not waiting.decided.done():
+                hold = asyncio.create_task(self._hold(waiting), name=f"hold {call_id}")
+                try:
+                    await asyncio.shield(waiting.decided)
+                finally:
+                    hold.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await hold
+            decision = waiting.decided.result()
+            if isinstance(decision, TransferResult):
+                return decision
+            agent_id, leg = decision
+            return await self._talk(waiting, agent_id, leg)
+        finally:
+            unsubscribe()
+            self._waiting.pop(call_id, None)
+            if call_id in self.acd.calls and waiting.agent_id is None:
+                self._apply(self.acd.abandon(call_id, self._now()))
+
+    async def _hold(self, waiting: _Waiting) -> None:
+        """Waiting prompt, position announcements and music, in a loop until decided."""
+        channel, queue = waiting.channel, waiting.queue
+        while not channel.hung_up and not waiting.decided.done():
+            items = []
+            while waiting.announcements:
+                items.append(await self.speech.readout(waiting.announcements.popleft()))
+            items.append(
+                await self.speech.prompt(f"queue.{queue.name}.waiting", queue.waiting_prompt)
+            )
+            items.append(self.music)
+            result = await channel.play(items)
+            if result.reason in (Reason.HANGUP, Reason.STOPPED):
+                return
+
+    async def _talk(self, waiting: _Waiting, agent_id: str, leg: Channel) -> TransferResult:
+        """报工号, then caller and seat talk until one hangs up."""
+        channel, call_id = waiting.channel, waiting.channel.call_id
+        info = {"queue": waiting.queue.name, "agent_id": agent_id, "seat": leg.line}
+        try:
+            if waiting.queue.announce_agent and self.agent_announcement:
+                text = self.agent_announcement.format(agent_id=say("digits", agent_id))
+                await channel.play([await self.speech.readout(text)])
+            result = await channel.bridge(leg)
+        finally:
+            by = "agent" if leg.hung_up and not channel.hung_up else "caller"
+            self._legs.pop((call_id, agent_id), None)
+            self._apply(self.acd.call_ended(call_id, self._now(), by=by))
+            if not leg.hung_up:
+                await leg.hangup()
+        self.bus.publish(
+            "queue.call_finished", call_id, **info, ended_by=by, reason=str(result.reason)
+        )
+        return TransferResult("connected", {**info, "ended_by": by})
+
+    # --- seats -------------------------------------------------------------------------------
+    def _ring_seat(self, offer: Offer) -> None:
+        waiting = self._waiting.get(offer.call_id)
+        caller = waiting.channel.caller if waiting else ""
+        try:
+            leg = self.board.ring_station(offer.seat, caller=caller)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            log.warning(
+                "queue.seat_unavailable", agent_id=offer.agent_id, seat=offer.seat, error=str(exc)
+            )
+            self._pending.extend(
+                self.acd.offer_result(offer.call_id, offer.agent_id, False, self._now())
+            )
+            return
+        key = (offer.call_id, offer.agent_id)
+        self._legs[key] = leg
+
+        def on_event(event: Any) -> None:
+            if self._legs.get(key) is not leg:
+                return
+            if event.kind == "answer":
+                self._apply(self.acd.offer_result(offer.call_id, offer.agent_id, True, self._now()))
+            elif event.kind == "hangup":
+                w = self._waiting.get(offer.call_id)
+                if w is None or w.agent_id != offer.agent_id:  # connected: the bridge reports it
+                    self._legs.pop(key, None)
+                    self._apply(
+                        self.acd.offer_result(offer.call_id, offer.agent_id, False, self._now())
+                    )
+
+        leg.subscribe(on_event)
+
+    def _drop_leg(self, call_id: str, agent_id: str) -> None:
+        leg = self._legs.pop((call_id, agent_id), None)
+        if leg is not None and not leg.hung_up:
+            self._spawn(leg.hangup())
+
+    # --- carrying out the core's actions -------------------------------------------------------
+    def _now(self) -> float:
+        assert self._loop is not None
+        self._last_now = max(self._last_now, self._loop.time())
+        return self._last_now
+
+    def _apply(self, actions: list[Action]) -> None:
+        self._pending.extend(actions)
+        if self._applying:
+            return
+        self._applying = True
+        try:
+            while self._pending:
+                self._carry_out(self._pending.popleft())
+        finally:
+            self._applying = False
+            self._publish_events()
+            self._schedule()
+
+    def _carry_out(self, action: Action) -> None:
+        if isinstance(action, Offer):
+            self._ring_seat(action)
+        elif isinstance(action, StopRinging):
+            self._drop_leg(action.call_id, action.agent_id)
+        elif isinstance(action, Connect):
+            waiting = self._waiting.get(action.call_id)
+            leg = self._legs.get((action.call_id, action.agent_id))
+            if waiting is None or leg is None or waiting.decided.done():
+                log.warning("queue.connect_lost", call_id=action.call_id, agent_id=action.agent_id)
+                self._pending.extend(self.acd.call_ended(action.call_id, self._now(), by="caller"))
+                self._drop_leg(action.call_id, action.agent_id)
+                return
+            waiting.agent_id = action.agent_id
+            waiting.decided.set_result((action.agent_id, leg))
+        elif isinstance(action, (Timeout, Redirect)):
+            waiting = self._waiting.get(action.call_id)
+            status = "timeout" if isinstance(action, Timeout) else action.reason
+            if waiting is not None and not waiting.decided.done():
+                waiting.decided.set_result(
+                    TransferResult(
+                        status, {"queue": action.queue, "destination": action.destination}
+                    )
+                )
+        elif isinstance(action, Announce):
+            waiting = self._waiting.get(action.call_id)
+            if waiting is not None:
+                waiting.announcements.append(_position_text(action.position, action.est_wait))
+        elif isinstance(action, DropLeg):
+            for call_id, agent_id in list(self._legs):
+                if agent_id == action.agent_id and call_id == action.call_id:
+                    self._drop_leg(call_id, agent_id)
+        elif not isinstance(action, Queued):
+            log.info("queue.action_not_handled", action=type(action).__name__)
+
+    def _publish_events(self) -> None:
+        for event in self.acd.drain_events():
+            self.bus.publish(
+                f"queue.{event.kind.value.lower()}",
+                event.call_id,
+                queue=event.queue,
+                agent_id=event.agent_id,
+                **event.data,
+            )
+
+    def _schedule(self) -> None:
+        """One loop timer at the core's next deadline."""
+        deadline = self.acd.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer, deadline)
+
+    def _on_timer(self, deadline: float) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._last_now = max(self._now(), deadline)
+        self._apply(self.acd.tick(self._last_now))
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _position_text(position: int, est_wait: float | None) -> str:
+    ahead = position - 1
+    text = f"您前面还有{say('integer', ahead)}位客户在等待" if ahead > 0 else "您是下一位"
+    if est_wait:
+        minutes = max(1, round(est_wait / 60))
+        text += f"，预计等待{say('integer', minutes)}分钟"
+    return text + "，请您耐心等待。"
