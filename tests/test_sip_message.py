@@ -106,3 +106,14 @@ def test_aiosipua_hand_over_keeps_the_message() -> None:
     assert theirs.cseq.seq == 314159
     back = from_aiosipua(theirs)
     assert isinstance(back, Request) and back.cseq == m.cseq and back.body == m.body
+
+
+def test_stamp_source_adds_received_and_rport() -> None:
+    from drivers.sip.message import parse_via, stamp_source
+
+    nat = stamp_source(parse_via("SIP/2.0/UDP 192.168.1.21:5060;branch=z9hG4bKx;rport"), "203.0.113.5", 40112)
+    assert str(nat) == "SIP/2.0/UDP 192.168.1.21:5060;branch=z9hG4bKx;rport=40112;received=203.0.113.5"
+    direct = stamp_source(parse_via("SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bKy"), "10.0.0.7", 5060)
+    assert "received" not in direct.params
+    moved = stamp_source(parse_via("SIP/2.0/UDP pbx.example.cn;branch=z9hG4bKz"), "10.0.0.9", 5060)
+    assert moved.params["received"] == "10.0.0.9" and "rport" not in moved.params

@@ -787,6 +787,17 @@ def response_to(request: Request, status: int, reason: str, to_tag: str | None =
     return Response(headers, b"", status, reason)
 
 
+def stamp_source(via: Via, host: str, port: int) -> Via:
+    """The top Via as a UAS returns it: ``received`` when the packet came from another
+    address than sent-by (RFC 3261 §18.2.1), ``rport`` filled in when asked (RFC 3581)."""
+    params = dict(via.params)
+    if via.host != host.lower() or "rport" in params:
+        params["received"] = host
+    if "rport" in params:
+        params["rport"] = str(port)
+    return Via(via.transport, via.host, via.port, params)
+
+
 # --------------------------------------------------------------------------- aiosipua bridge
 
 
