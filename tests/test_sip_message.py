@@ -89,10 +89,16 @@ def test_contact_wildcard_and_errors() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\r\n\r\n", b"INVITE\r\n\r\n", b"SIP/2.0\r\n\r\n", b"\xff\xfe\r\n\r\n",
-     b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n",
-     b"OPTIONS sip:a@b SIP/2.0\r\nCSeq: x OPTIONS\r\n\r\n",
-     b"OPTIONS sip:a@b SIP/2.0\r\n continuation\r\n\r\n"],
+    [
+        b"",
+        b"\r\n\r\n",
+        b"INVITE\r\n\r\n",
+        b"SIP/2.0\r\n\r\n",
+        b"\xff\xfe\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\nCSeq: x OPTIONS\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\n continuation\r\n\r\n",
+    ],
 )
 def test_garbage_raises_parse_error(data: bytes) -> None:
     with pytest.raises(ParseError):
@@ -111,8 +117,12 @@ def test_aiosipua_hand_over_keeps_the_message() -> None:
 def test_stamp_source_adds_received_and_rport() -> None:
     from drivers.sip.message import parse_via, stamp_source
 
-    nat = stamp_source(parse_via("SIP/2.0/UDP 192.168.1.21:5060;branch=z9hG4bKx;rport"), "203.0.113.5", 40112)
-    assert str(nat) == "SIP/2.0/UDP 192.168.1.21:5060;branch=z9hG4bKx;rport=40112;received=203.0.113.5"
+    nat = stamp_source(
+        parse_via("SIP/2.0/UDP 192.168.1.21:5060;branch=z9hG4bKx;rport"), "203.0.113.5", 40112
+    )
+    assert (
+        str(nat) == "SIP/2.0/UDP 192.168.1.21:5060;branch=z9hG4bKx;rport=40112;received=203.0.113.5"
+    )
     direct = stamp_source(parse_via("SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bKy"), "10.0.0.7", 5060)
     assert "received" not in direct.params
     moved = stamp_source(parse_via("SIP/2.0/UDP pbx.example.cn;branch=z9hG4bKz"), "10.0.0.9", 5060)

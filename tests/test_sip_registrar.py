@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sip.digest import Credential, DigestAuthenticator, NonceIssuer, compute_ha1, compute_response
+from drivers.sip.digest import (
+    Credential,
+    DigestAuthenticator,
+    NonceIssuer,
+    compute_ha1,
+    compute_response,
+)
 from drivers.sip.message import Request, Response, parse, serialize
 from drivers.sip.registrar import Registrar
 
@@ -20,9 +26,16 @@ CREDENTIALS = {
 }
 
 
-def register(seat: str = "8001", *, cseq: int = 1, call_id: str = "reg-1@192.168.1.21",
-             contact: str = "<sip:8001@192.168.1.21:5060;transport=udp>", expires: int | None = 3600,
-             authorization: str | None = None, extra: str = "") -> Request:
+def register(
+    seat: str = "8001",
+    *,
+    cseq: int = 1,
+    call_id: str = "reg-1@192.168.1.21",
+    contact: str = "<sip:8001@192.168.1.21:5060;transport=udp>",
+    expires: int | None = 3600,
+    authorization: str | None = None,
+    extra: str = "",
+) -> Request:
     """A REGISTER as baresip sends it from behind a home router."""
     lines = [
         f"REGISTER {URI} SIP/2.0",
@@ -53,10 +66,19 @@ def answer(challenge: str, seat: str, password: str, nc: int = 1) -> str:
     fields = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
     algorithm = fields["algorithm"]
     ha1 = compute_ha1(seat, REALM, password, algorithm)
-    response = compute_response(ha1, method="REGISTER", uri=URI, nonce=fields["nonce"],
-                                algorithm=algorithm, nc=f"{nc:08x}", cnonce="c0ffee")
-    return (f'Digest username="{seat}",realm="{REALM}",nonce="{fields["nonce"]}",uri="{URI}",'
-            f'response="{response}",algorithm={algorithm},qop=auth,nc={nc:08x},cnonce="c0ffee"')
+    response = compute_response(
+        ha1,
+        method="REGISTER",
+        uri=URI,
+        nonce=fields["nonce"],
+        algorithm=algorithm,
+        nc=f"{nc:08x}",
+        cnonce="c0ffee",
+    )
+    return (
+        f'Digest username="{seat}",realm="{REALM}",nonce="{fields["nonce"]}",uri="{URI}",'
+        f'response="{response}",algorithm={algorithm},qop=auth,nc={nc:08x},cnonce="c0ffee"'
+    )
 
 
 @pytest.fixture
@@ -72,7 +94,9 @@ def authenticated(registrar: Registrar, now: float, seat: str = "8001", **kwargs
     value = challenge.headers.lines("www-authenticate")[1]  # the MD5 one, as baresip 1.0 uses
     kwargs["cseq"] = kwargs.get("cseq", 1) + 1
     result = registrar.handle_register(
-        register(seat, authorization=answer(value, seat, f"pw-{seat}"), **kwargs), source=PHONE, now=now
+        register(seat, authorization=answer(value, seat, f"pw-{seat}"), **kwargs),
+        source=PHONE,
+        now=now,
     )
     return result.response
 
@@ -82,7 +106,8 @@ def test_first_register_is_challenged(registrar: Registrar) -> None:
     response = result.response
     assert response.status == 401 and result.added == []
     assert [c.split(",")[2].strip() for c in response.headers.lines("www-authenticate")] == [
-        "algorithm=SHA-256", "algorithm=MD5"
+        "algorithm=SHA-256",
+        "algorithm=MD5",
     ]
     again = parse(serialize(response))
     assert again.cseq.seq == 1 and again.to.tag
@@ -120,8 +145,13 @@ def test_expires_rules(registrar: Registrar) -> None:
     assert too_brief.status == 423 and too_brief.headers.get("min-expires") == "60"
     capped = authenticated(registrar, now=0.0, expires=10**12, cseq=3)
     assert capped.contacts[0].params["expires"] == "7200"
-    param = authenticated(registrar, now=0.0, expires=None, cseq=5,
-                          contact="<sip:8001@192.168.1.21:5060;transport=udp>;expires=600")
+    param = authenticated(
+        registrar,
+        now=0.0,
+        expires=None,
+        cseq=5,
+        contact="<sip:8001@192.168.1.21:5060;transport=udp>;expires=600",
+    )
     assert param.contacts[0].params["expires"] == "600"
     default = authenticated(Registrar(registrar.authenticator), now=0.0, expires=None)
     assert default.contacts[0].params["expires"] == "3600"
@@ -131,7 +161,9 @@ def test_unregister_one_contact_and_wildcard(registrar: Registrar) -> None:
     authenticated(registrar, now=0.0)
     authenticated(registrar, now=0.0, cseq=3, contact="<sip:8001@192.168.1.21:5070>")
     assert len(registrar.lookup("8001", 1.0)) == 2
-    response = authenticated(registrar, now=1.0, cseq=5, expires=0, contact="<sip:8001@192.168.1.21:5070>")
+    response = authenticated(
+        registrar, now=1.0, cseq=5, expires=0, contact="<sip:8001@192.168.1.21:5070>"
+    )
     assert response.status == 200 and len(response.contacts) == 1
     response = authenticated(registrar, now=2.0, cseq=7, expires=0, contact="*")
     assert response.status == 200 and response.contacts == []
@@ -161,7 +193,9 @@ def test_seat_can_only_register_itself(registrar: Registrar) -> None:
     challenge = registrar.handle_register(register("8002"), source=PHONE, now=0.0).response
     value = challenge.headers.lines("www-authenticate")[0]
     result = registrar.handle_register(
-        register("8002", cseq=2, authorization=answer(value, "8001", "pw-8001")), source=PHONE, now=0.0
+        register("8002", cseq=2, authorization=answer(value, "8001", "pw-8001")),
+        source=PHONE,
+        now=0.0,
     )
     assert result.response.status == 403 and registrar.contact_for("8002", 0.0) is None
 
@@ -170,8 +204,11 @@ def test_wrong_password_then_lockout(registrar: Registrar) -> None:
     challenge = registrar.handle_register(register(), source=PHONE, now=0.0).response
     value = challenge.headers.lines("www-authenticate")[0]
     statuses = [
-        registrar.handle_register(register(cseq=n, authorization=answer(value, "8001", "wrong")),
-                                  source=PHONE, now=float(n)).response.status
+        registrar.handle_register(
+            register(cseq=n, authorization=answer(value, "8001", "wrong")),
+            source=PHONE,
+            now=float(n),
+        ).response.status
         for n in range(2, 6)
     ]
     assert statuses == [401, 401, 403, 403]
@@ -180,9 +217,14 @@ def test_wrong_password_then_lockout(registrar: Registrar) -> None:
 def test_lookup_orders_by_q_and_direct_contacts_are_targeted() -> None:
     registrar = Registrar(None)
     lan = ("192.168.1.21", 5060)
-    registrar.handle_register(register(contact="<sip:8001@192.168.1.21>;q=0.5"), source=lan, now=0.0)
-    registrar.handle_register(register(cseq=2, contact="<sip:8001@192.168.1.21:5070>;q=0.9"),
-                              source=("192.168.1.21", 5070), now=1.0)
+    registrar.handle_register(
+        register(contact="<sip:8001@192.168.1.21>;q=0.5"), source=lan, now=0.0
+    )
+    registrar.handle_register(
+        register(cseq=2, contact="<sip:8001@192.168.1.21:5070>;q=0.9"),
+        source=("192.168.1.21", 5070),
+        now=1.0,
+    )
     first, second = registrar.lookup("8001", 2.0)
     assert (first.q, second.q) == (0.9, 0.5)
     assert not first.behind_nat and first.target == ("192.168.1.21", 5070)
@@ -193,9 +235,15 @@ def test_lookup_orders_by_q_and_direct_contacts_are_targeted() -> None:
 def test_too_many_contacts_keeps_the_newest() -> None:
     registrar = Registrar(None, max_contacts_per_seat=2)
     for n in range(3):
-        registrar.handle_register(register(cseq=n + 1, contact=f"<sip:8001@10.0.0.{n}>", expires=100 + n),
-                                  source=PHONE, now=0.0)
-    assert [b.contact for b in registrar.lookup("8001", 0.0)] == ["sip:8001@10.0.0.2", "sip:8001@10.0.0.1"]
+        registrar.handle_register(
+            register(cseq=n + 1, contact=f"<sip:8001@10.0.0.{n}>", expires=100 + n),
+            source=PHONE,
+            now=0.0,
+        )
+    assert [b.contact for b in registrar.lookup("8001", 0.0)] == [
+        "sip:8001@10.0.0.2",
+        "sip:8001@10.0.0.1",
+    ]
 
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "rfc4475"
@@ -209,7 +257,9 @@ def test_rfc4475_cparam_registrations_keep_parameters_distinct() -> None:
         result = registrar.handle_register(parse(raw), source=("192.0.2.1", 5060), now=0.0)
         assert result.response.status == 200
     bindings = {b.contact: b for b in registrar.lookup("watson", 0.0)}
-    assert set(bindings) == {"sip:+19725552222@gw1.example.net",
-                             "sip:+19725552222@gw1.example.net;unknownparam"}
+    assert set(bindings) == {
+        "sip:+19725552222@gw1.example.net",
+        "sip:+19725552222@gw1.example.net;unknownparam",
+    }
     assert bindings["sip:+19725552222@gw1.example.net"].params == {"unknownparam": None}
     assert bindings["sip:+19725552222@gw1.example.net;unknownparam"].params == {}

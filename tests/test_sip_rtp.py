@@ -44,10 +44,14 @@ def test_csrc_extension_and_padding_are_skipped() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x80" * 11, b"\x40" + b"\x00" * 11,  # version 1
-     b"\xa0" + b"\x00" * 11 + b"\x00",  # padding length 0
-     b"\x8f" + b"\x00" * 11,  # 15 CSRCs announced, none present
-     b"\x90" + b"\x00" * 11 + b"\x00\x00\x00\x09"],  # extension of 9 words missing
+    [
+        b"",
+        b"\x80" * 11,
+        b"\x40" + b"\x00" * 11,  # version 1
+        b"\xa0" + b"\x00" * 11 + b"\x00",  # padding length 0
+        b"\x8f" + b"\x00" * 11,  # 15 CSRCs announced, none present
+        b"\x90" + b"\x00" * 11 + b"\x00\x00\x00\x09",
+    ],  # extension of 9 words missing
 )
 def test_bad_packets_raise_rtp_error(data: bytes) -> None:
     with pytest.raises(RtpError):
@@ -89,7 +93,9 @@ def test_gap_keeps_timestamps_running_and_marks_the_next_talkspurt() -> None:
 
 
 def test_digit_sending_start_continuations_and_three_ends() -> None:
-    sender = RtpSender(ssrc=9, payload_type=0, sequence=100, timestamp=8000, event_payload_type=EVENT_PT)
+    sender = RtpSender(
+        ssrc=9, payload_type=0, sequence=100, timestamp=8000, event_payload_type=EVENT_PT
+    )
     sender.tick(b"\xff" * 160)
     sender.send_digit("5", duration_ms=100)
     packets = [RtpPacket.parse(p) for _ in range(8) for p in sender.tick(b"\xff" * 160)]
@@ -128,9 +134,7 @@ def sent_packets(digits: str, **kwargs) -> list[RtpPacket]:
 def receive(packets: list[RtpPacket]) -> list[tuple[str, str, int, bool]]:
     receiver = TelephoneEventReceiver(EVENT_PT)
     return [
-        (e.digit, e.kind, e.duration, e.end_received)
-        for p in packets
-        for e in receiver.feed(p)
+        (e.digit, e.kind, e.duration, e.end_received) for p in packets for e in receiver.feed(p)
     ]
 
 
@@ -152,7 +156,9 @@ def test_receiver_dedups_repeated_digit_by_timestamp() -> None:
 def test_receiver_survives_lost_start_and_lost_ends() -> None:
     packets = [p for p in sent_packets("12") if p.payload_type == EVENT_PT]
     first_ts = packets[0].timestamp
-    lost = [p for p in packets if not (p.timestamp == first_ts and EventPayload.parse(p.payload).end)]
+    lost = [
+        p for p in packets if not (p.timestamp == first_ts and EventPayload.parse(p.payload).end)
+    ]
     lost = lost[1:]  # the start packet of "1" is lost too
     events = receive(lost)
     assert events[:2] == [("1", "start", 320, True), ("1", "end", 320, False)]

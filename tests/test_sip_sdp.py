@@ -141,7 +141,9 @@ def test_video_only_and_secure_profiles_are_488() -> None:
 
 
 def test_without_telephone_event_falls_back_to_in_band() -> None:
-    offer = PYVOIP_OFFER.replace(" 0 101", " 0").replace("a=rtpmap:101 telephone-event/8000\r\n", "")
+    offer = PYVOIP_OFFER.replace(" 0 101", " 0").replace(
+        "a=rtpmap:101 telephone-event/8000\r\n", ""
+    )
     sdp, plan = answer(offer)
     assert plan.event_payload_type is None
     assert sdp.media[0].formats == ["0"]
@@ -166,7 +168,9 @@ def test_hold_and_resume_directions(offered: str, answered: Direction, on_hold: 
 
 
 def test_session_level_direction_and_old_style_hold() -> None:
-    offer = PYVOIP_OFFER.replace("a=sendrecv\r\n", "").replace("t=0 0\r\n", "t=0 0\r\na=sendonly\r\n")
+    offer = PYVOIP_OFFER.replace("a=sendrecv\r\n", "").replace(
+        "t=0 0\r\n", "t=0 0\r\na=sendonly\r\n"
+    )
     _, plan = answer(offer)
     assert plan.direction is Direction.RECVONLY
     _, plan = answer(PYVOIP_OFFER.replace("c=IN IP4 172.17.0.5", "c=IN IP4 0.0.0.0"))
@@ -188,9 +192,16 @@ def test_media_level_connection_overrides_session_level() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    ["", "v=1\r\n", "v=0\r\nm=audio 1 RTP/AVP 0\r\n", "v=0\r\no=- x 1 IN IP4 a\r\n",
-     "v=0\r\no=- 1 1 IN IP4 a\r\nc=IN IP9 a\r\n", "v=0\r\no=- 1 1 IN IP4 a\r\nm=audio x RTP/AVP 0\r\n",
-     "v=0\r\no=- 1 1 IN IP4 a\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:x PCMU\r\n", "v=0\r\nbogus\r\n"],
+    [
+        "",
+        "v=1\r\n",
+        "v=0\r\nm=audio 1 RTP/AVP 0\r\n",
+        "v=0\r\no=- x 1 IN IP4 a\r\n",
+        "v=0\r\no=- 1 1 IN IP4 a\r\nc=IN IP9 a\r\n",
+        "v=0\r\no=- 1 1 IN IP4 a\r\nm=audio x RTP/AVP 0\r\n",
+        "v=0\r\no=- 1 1 IN IP4 a\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:x PCMU\r\n",
+        "v=0\r\nbogus\r\n",
+    ],
 )
 def test_malformed_sdp_raises_sdp_error(body: str) -> None:
     with pytest.raises(SdpError):
@@ -210,18 +221,28 @@ def test_offer_and_answer_for_an_outbound_leg() -> None:
     plan = accept_answer(offer, remote_answer)
     assert (plan.codec, plan.payload_type, plan.event_payload_type) == ("PCMA", 8, 101)
     assert (plan.remote_address, plan.remote_port, plan.direction) == (
-        "192.168.1.30", 10500, Direction.SENDRECV
+        "192.168.1.30",
+        10500,
+        Direction.SENDRECV,
     )
-    hold = make_offer(local_address="10.1.1.1", local_port=30002, session_id=7,
-                      session_version=2, direction=Direction.SENDONLY)
-    held = accept_answer(hold, parse_sdp(serialize_sdp(remote_answer).decode().replace("sendrecv", "recvonly")))
+    hold = make_offer(
+        local_address="10.1.1.1",
+        local_port=30002,
+        session_id=7,
+        session_version=2,
+        direction=Direction.SENDONLY,
+    )
+    held = accept_answer(
+        hold, parse_sdp(serialize_sdp(remote_answer).decode().replace("sendrecv", "recvonly"))
+    )
     assert held.direction is Direction.SENDONLY
 
 
 def test_engine_answer_accepted_by_its_own_offer_logic() -> None:
     offer = make_offer(local_address="10.1.1.1", local_port=30004, session_id=9)
-    sdp, plan = answer_offer(parse_sdp(serialize_sdp(offer)), local_address="10.2.2.2",
-                             local_port=40000, session_id=3)
+    sdp, plan = answer_offer(
+        parse_sdp(serialize_sdp(offer)), local_address="10.2.2.2", local_port=40000, session_id=3
+    )
     back = accept_answer(offer, parse_sdp(serialize_sdp(sdp)))
     assert (back.codec, back.remote_port, back.event_payload_type) == ("PCMA", 40000, 101)
     assert (plan.codec, plan.remote_port) == ("PCMA", 30004)

@@ -30,13 +30,40 @@ pytestmark = pytest.mark.skipif(
 )
 
 VALID = [
-    "wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq", "semiuri",
-    "transports", "mpart01", "unreason", "noreason",
+    "wsinv",
+    "intmeth",
+    "esc01",
+    "escnull",
+    "esc02",
+    "lwsdisp",
+    "longreq",
+    "dblreq",
+    "semiuri",
+    "transports",
+    "mpart01",
+    "unreason",
+    "noreason",
 ]
 INVALID = [
-    "badinv01", "clerr", "ncl", "scalar02", "scalarlg", "quotbal", "ltgtruri", "lwsruri",
-    "lwsstart", "trws", "escruri", "baddate", "regbadct", "badaspec", "baddn", "badvers",
-    "mismatch01", "mismatch02", "bigcode",
+    "badinv01",
+    "clerr",
+    "ncl",
+    "scalar02",
+    "scalarlg",
+    "quotbal",
+    "ltgtruri",
+    "lwsruri",
+    "lwsstart",
+    "trws",
+    "escruri",
+    "baddate",
+    "regbadct",
+    "badaspec",
+    "baddn",
+    "badvers",
+    "mismatch01",
+    "mismatch02",
+    "bigcode",
 ]
 # Application layer (RFC 4475 §3.3): parse, then the response the UAS owes (None = process).
 # The corpus README swaps the labels of sdp01 and multi01; the files follow the RFC:
@@ -77,6 +104,7 @@ def test_valid_message_parses_and_round_trips(name: str) -> None:
     message = parse(load(name))
     again = parse(serialize(message))
     assert type(again) is type(message)
+
     def fields(m: Request | Response) -> list[tuple[str, str]]:
         return [(n, v) for n, v in m.headers if n != "Content-Length"]
 
@@ -139,7 +167,9 @@ def test_mcl01_conflicting_content_length_is_a_400() -> None:
 def test_bext01_lists_the_unsupported_extensions() -> None:
     rejection = screen_request(parse(load("bext01")))
     assert rejection is not None
-    assert dict(rejection.headers)["Unsupported"] == "nothingSupportsThis, nothingSupportsThisEither"
+    assert (
+        dict(rejection.headers)["Unsupported"] == "nothingSupportsThis, nothingSupportsThisEither"
+    )
 
 
 def test_wsinv_values_despite_whitespace() -> None:
@@ -185,10 +215,14 @@ def test_escaped_values_kept_as_sent() -> None:
     assert parse_sip_uri(esc01.uri).user == "sips%3Auser%40example.com"
     assert esc01.call_id == "esc01.239409asdfakjkn23onasd0-3234"  # from compact "i:"
     assert esc01.content_type == "application/sdp"  # compact "C:"
-    assert parse_sip_uri(esc01.contacts[0].uri).params == {"%6c%72": None, "n%61me": "v%61lue%25%34%31"}
+    assert parse_sip_uri(esc01.contacts[0].uri).params == {
+        "%6c%72": None,
+        "n%61me": "v%61lue%25%34%31",
+    }
     escnull = parse(load("escnull"))
     assert [c.uri for c in escnull.contacts] == [
-        "sip:%00@host5.example.com", "sip:%00%00@host5.example.com"
+        "sip:%00@host5.example.com",
+        "sip:%00%00@host5.example.com",
     ]
     esc02 = parse(load("esc02"))
     assert isinstance(esc02, Request) and esc02.method == "RE%47IST%45R"
@@ -274,7 +308,11 @@ def test_parser_survives_every_corpus_prefix_and_byte_flip() -> None:
     for path in sorted(CORPUS.glob("*.dat")):
         raw = load(path.stem)
         for cut in range(0, len(raw), 7):
-            for data in (raw[:cut], raw[:cut] + b"\x00" + raw[cut + 1 :], raw[:cut] + b":" + raw[cut:]):
+            for data in (
+                raw[:cut],
+                raw[:cut] + b"\x00" + raw[cut + 1 :],
+                raw[:cut] + b":" + raw[cut:],
+            ):
                 try:
                     parse(data)
                 except ParseError:

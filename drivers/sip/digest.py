@@ -72,9 +72,15 @@ class Credential:
 
     @classmethod
     def from_password(
-        cls, username: str, realm: str, password: str, algorithms: tuple[str, ...] = ("MD5", "SHA-256")
+        cls,
+        username: str,
+        realm: str,
+        password: str,
+        algorithms: tuple[str, ...] = ("MD5", "SHA-256"),
     ) -> Credential:
-        return cls(username, realm, {a: compute_ha1(username, realm, password, a) for a in algorithms})
+        return cls(
+            username, realm, {a: compute_ha1(username, realm, password, a) for a in algorithms}
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -132,7 +138,7 @@ def _parse_auth_params(text: str) -> dict[str, str]:
             break
         eq = text.find("=", i)
         if eq < 0:
-            raise DigestError(f"malformed auth parameter {text[i:i + 30]!r}")
+            raise DigestError(f"malformed auth parameter {text[i : i + 30]!r}")
         name = text[i:eq].strip().lower()
         i = eq + 1
         while i < n and text[i] in " \t":
@@ -236,7 +242,8 @@ class DigestAuthenticator:
         nonce = self.nonces.issue(now)
         extra = ", stale=true" if stale else ""
         return tuple(
-            f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={algorithm}, qop="auth"{extra}'
+            f'Digest realm="{self.realm}", nonce="{nonce}", algorithm={algorithm}, '
+            f'qop="auth"{extra}'
             for algorithm in self.algorithms
         )
 
@@ -279,8 +286,14 @@ class DigestAuthenticator:
         if credential is None or ha1 is None or credential.realm != self.realm:
             return self._fail(source, now, f"unknown user {answer.username!r}")
         expected = compute_response(
-            ha1, method=method, uri=answer.uri, nonce=answer.nonce, algorithm=answer.algorithm,
-            qop=answer.qop, nc=answer.nc, cnonce=answer.cnonce,
+            ha1,
+            method=method,
+            uri=answer.uri,
+            nonce=answer.nonce,
+            algorithm=answer.algorithm,
+            qop=answer.qop,
+            nc=answer.nc,
+            cnonce=answer.cnonce,
         )
         if not hmac.compare_digest(expected, answer.response):
             return self._fail(source, now, f"wrong password for {answer.username!r}")
@@ -300,11 +313,13 @@ class DigestAuthenticator:
     def forget_expired(self, now: float) -> None:
         """Drop nonce counts of expired nonces and lockouts that are over."""
         self._nonce_counts = {
-            n: c for n, c in self._nonce_counts.items()
+            n: c
+            for n, c in self._nonce_counts.items()
             if self.nonces.check(n, now) == NonceCheck.VALID
         }
         self._sources = {
-            s: r for s, r in self._sources.items()
+            s: r
+            for s, r in self._sources.items()
             if r.locked_until > now or (r.failures and r.failures[-1] > now - self.failure_window)
         }
 
@@ -320,8 +335,12 @@ class DigestAuthenticator:
             record.locked_until = now + self.lockout
             record.failures.clear()
             return AuthDecision(
-                False, 403, f"{reason}; source {source} locked out for {self.lockout:.0f} s",
+                False,
+                403,
+                f"{reason}; source {source} locked out for {self.lockout:.0f} s",
                 counted_failure=True,
             )
         decision = self._challenge(now, reason)
-        return AuthDecision(False, 401, reason, challenges=decision.challenges, counted_failure=True)
+        return AuthDecision(
+            False, 401, reason, challenges=decision.challenges, counted_failure=True
+        )

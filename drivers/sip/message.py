@@ -54,25 +54,24 @@ COMPACT_FORMS = {
 CANONICAL_NAMES = {
     name.lower(): name
     for name in (
-        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
-        "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
-        "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-        "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
-        "Max-Forwards", "MIME-Version", "Min-Expires", "Min-SE", "Organization", "Path",
-        "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "RAck",
-        "Record-Route", "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route",
-        "RSeq", "Server", "Session-Expires", "Subject", "Supported", "Timestamp", "To",
-        "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate",
-    )
+        "Accept Accept-Encoding Accept-Language Alert-Info Allow Allow-Events "
+        "Authentication-Info Authorization Call-ID Call-Info Contact Content-Disposition "
+        "Content-Encoding Content-Language Content-Length Content-Type CSeq Date Error-Info "
+        "Event Expires From In-Reply-To Max-Forwards MIME-Version Min-Expires Min-SE "
+        "Organization Path Priority Proxy-Authenticate Proxy-Authorization Proxy-Require RAck "
+        "Record-Route Refer-To Referred-By Reply-To Require Retry-After Route RSeq Server "
+        "Session-Expires Subject Supported Timestamp To Unsupported User-Agent Via Warning "
+        "WWW-Authenticate"
+    ).split()
 }
 
 # Headers whose value is a comma-separated list (RFC 3261 §7.3.1), so several lines combine.
 LIST_HEADERS = frozenset(
-    {
-        "via", "contact", "route", "record-route", "accept", "accept-encoding",
-        "accept-language", "allow", "supported", "require", "proxy-require", "unsupported",
-        "content-encoding", "content-language", "in-reply-to", "allow-events", "path",
-    }
+    (
+        "via contact route record-route accept accept-encoding accept-language allow supported "
+        "require proxy-require unsupported content-encoding content-language in-reply-to "
+        "allow-events path"
+    ).split()
 )
 # Headers that may appear once only; a second copy makes the request unanswerable (400).
 SINGLE_HEADERS = ("call-id", "cseq", "from", "to", "max-forwards", "content-type", "content-length")
@@ -149,7 +148,7 @@ def parse_sip_uri(uri: str) -> SipUri:
         host, port_text = hostport[: end + 1], hostport[end + 1 :].removeprefix(":")
     else:
         host, _, port_text = hostport.partition(":")
-    if not host or any(ch in host for ch in " \t<>\""):
+    if not host or any(ch in host for ch in ' \t<>"'):
         raise ParseError(f"bad host in {uri[:60]!r}")
     port = _port(port_text, uri) if port_text else None
     params: dict[str, str | None] = {}
@@ -290,7 +289,7 @@ def parse_params(text: str, context: str) -> dict[str, str | None]:
     i = 0
     while i < len(text):
         if text[i] != ";":
-            raise ParseError(f"unexpected text {text[i:i + 40]!r} in {context}")
+            raise ParseError(f"unexpected text {text[i : i + 40]!r} in {context}")
         i += 1
         j = i
         while j < len(text) and text[j] not in ";=":
@@ -311,7 +310,7 @@ def parse_params(text: str, context: str) -> dict[str, str | None]:
                 end = text.find(";", k)
                 end = len(text) if end < 0 else end
                 value = text[k:end].strip()
-                if not value or any(ch in value for ch in " \t,<>\""):
+                if not value or any(ch in value for ch in ' \t,<>"'):
                     raise ParseError(f"bad value for parameter {name!r} in {context}")
                 k = end
             j = k
@@ -379,7 +378,7 @@ def parse_name_addr(value: str, *, allow_wildcard: bool = False) -> NameAddr:
     # addr-spec form: the URI ends at the first ';', which starts header parameters
     uri, sep, rest = text.partition(";")
     uri = uri.strip()
-    if not uri or any(ch in uri for ch in " \t<>\"?,"):
+    if not uri or any(ch in uri for ch in ' \t<>"?,'):
         raise ParseError(f"URI with '?', ',' or spaces must be enclosed in <>: {text[:60]!r}")
     uri_scheme(uri)
     return NameAddr(uri, None, parse_params(sep + rest, "address") if sep else {})
@@ -767,8 +766,14 @@ def transaction_key(request: Request) -> tuple[Any, ...]:
         return ("3261", via.branch, via.sent_by, method)
     cseq = request.cseq
     return (
-        "2543", request.uri, request.to.tag, request.from_.tag, request.call_id,
-        cseq.seq, "INVITE" if cseq.method == "ACK" else cseq.method, str(via),
+        "2543",
+        request.uri,
+        request.to.tag,
+        request.from_.tag,
+        request.call_id,
+        cseq.seq,
+        "INVITE" if cseq.method == "ACK" else cseq.method,
+        str(via),
     )
 
 

@@ -118,7 +118,9 @@ class Registrar:
         try:
             seat = self._seat_of(request.to)
         except ParseError as exc:
-            return self._reply(request, source, 404, "Not Found", reason_detail=exc.reason, auth=auth)
+            return self._reply(
+                request, source, 404, "Not Found", reason_detail=exc.reason, auth=auth
+            )
         if auth is not None and auth.username != seat:
             return self._reply(request, source, 403, "Forbidden", auth=auth)
 
@@ -126,7 +128,9 @@ class Registrar:
             contacts = request.contacts
             header_expires = request.expires
         except ParseError as exc:
-            return self._reply(request, source, 400, "Bad Request", reason_detail=exc.reason, auth=auth)
+            return self._reply(
+                request, source, 400, "Bad Request", reason_detail=exc.reason, auth=auth
+            )
         call_id = request.call_id or ""
         cseq = request.cseq.seq
         self._drop_expired(seat, now)
@@ -134,12 +138,24 @@ class Registrar:
 
         if any(c.wildcard for c in contacts):
             if len(contacts) != 1 or header_expires != 0:
-                return self._reply(request, source, 400, "Bad Request",
-                                   reason_detail="'*' needs Expires: 0 and no other Contact", auth=auth)
+                return self._reply(
+                    request,
+                    source,
+                    400,
+                    "Bad Request",
+                    reason_detail="'*' needs Expires: 0 and no other Contact",
+                    auth=auth,
+                )
             stale = [b for b in current.values() if b.call_id == call_id and b.cseq >= cseq]
             if stale:
-                return self._reply(request, source, 500, "Server Internal Error",
-                                   reason_detail="CSeq not above the binding's", auth=auth)
+                return self._reply(
+                    request,
+                    source,
+                    500,
+                    "Server Internal Error",
+                    reason_detail="CSeq not above the binding's",
+                    auth=auth,
+                )
             removed = list(current.values())
             current.clear()
             return self._ok(request, source, seat, now, removed=removed, auth=auth)
@@ -148,16 +164,28 @@ class Registrar:
         for contact in contacts:
             expires = self._expires_of(contact, header_expires)
             if expires is None:
-                return self._reply(request, source, 400, "Bad Request",
-                                   reason_detail="bad expires parameter", auth=auth)
+                return self._reply(
+                    request,
+                    source,
+                    400,
+                    "Bad Request",
+                    reason_detail="bad expires parameter",
+                    auth=auth,
+                )
             if 0 < expires < self.min_expires:
                 result = self._reply(request, source, 423, "Interval Too Brief", auth=auth)
                 result.response.headers.add("Min-Expires", str(self.min_expires))
                 return result
             existing = current.get(contact.uri)
             if existing and existing.call_id == call_id and existing.cseq >= cseq:
-                return self._reply(request, source, 500, "Server Internal Error",
-                                   reason_detail="CSeq not above the binding's", auth=auth)
+                return self._reply(
+                    request,
+                    source,
+                    500,
+                    "Server Internal Error",
+                    reason_detail="CSeq not above the binding's",
+                    auth=auth,
+                )
             plan.append((contact, min(expires, self.max_expires)))
 
         added: list[Binding] = []
@@ -263,7 +291,9 @@ class Registrar:
     ) -> RegisterResult:
         result = self._reply(request, source, 200, "OK", auth=auth)
         for binding in self.lookup(seat, now):
-            result.response.headers.add("Contact", f"<{binding.contact}>;expires={binding.remaining(now)}")
+            result.response.headers.add(
+                "Contact", f"<{binding.contact}>;expires={binding.remaining(now)}"
+            )
         result.seat = seat
         result.added = added or []
         result.removed = removed or []
@@ -279,7 +309,9 @@ class Registrar:
         reason_detail: str = "",
         auth: AuthDecision | None = None,
     ) -> RegisterResult:
-        tag = hashlib.sha1(f"{request.call_id}:{request.headers.get('cseq')}".encode()).hexdigest()[:10]
+        tag = hashlib.sha1(f"{request.call_id}:{request.headers.get('cseq')}".encode()).hexdigest()[
+            :10
+        ]
         response = response_to(request, status, reason, to_tag=tag)
         vias = response.headers.lines("via")
         if vias:
@@ -290,7 +322,9 @@ class Registrar:
             for value in vias[1:]:
                 response.headers.add("Via", value)
         if reason_detail:
-            response.headers.add("Warning", f'399 engine "{reason_detail.replace(chr(34), chr(39))}"')
+            response.headers.add(
+                "Warning", f'399 engine "{reason_detail.replace(chr(34), chr(39))}"'
+            )
         return RegisterResult(response, auth=auth)
 
 

@@ -126,7 +126,9 @@ class EventPayload:
         return cls(event, bool(flags & 0x80), flags & 0x3F, duration)
 
     def __bytes__(self) -> bytes:
-        return EVENT_PAYLOAD.pack(self.event, (0x80 if self.end else 0) | self.volume, self.duration)
+        return EVENT_PAYLOAD.pack(
+            self.event, (0x80 if self.end else 0) | self.volume, self.duration
+        )
 
 
 def event_code(digit: str) -> int:

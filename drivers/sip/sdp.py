@@ -142,7 +142,9 @@ def parse_sdp(body: bytes | str) -> Session:
             parts = value.split()
             if len(parts) != 6 or not parts[1].isdigit() or not parts[2].isdigit():
                 raise SdpError(f"malformed o= line {value[:60]!r}")
-            session = Session(parts[0], int(parts[1]), int(parts[2]), parts[5], address_type=parts[4])
+            session = Session(
+                parts[0], int(parts[1]), int(parts[2]), parts[5], address_type=parts[4]
+            )
         elif key == "s":
             name = value
         elif key == "t":
@@ -236,7 +238,9 @@ def serialize_sdp(session: Session) -> bytes:
         for pt in media.payload_types():
             if pt in media.rtpmap:
                 name, rate, channels = media.rtpmap[pt]
-                lines.append(f"a=rtpmap:{pt} {name}/{rate}" + (f"/{channels}" if channels != 1 else ""))
+                lines.append(
+                    f"a=rtpmap:{pt} {name}/{rate}" + (f"/{channels}" if channels != 1 else "")
+                )
             if pt in media.fmtp:
                 lines.append(f"a=fmtp:{pt} {media.fmtp[pt]}")
         if media.ptime:
@@ -339,8 +343,12 @@ def _accept_audio(
         elif name.lower() == TELEPHONE_EVENT and rate == 8000 and event_pt is None:
             event_pt = pt
     if chosen is None:
-        offered = ", ".join(f"{(media.codec(pt) or ('?',))[0]}({pt})" for pt in media.payload_types())
-        raise OfferRejected(f"no common audio codec (offered {offered}; served {', '.join(codecs)})")
+        offered = ", ".join(
+            f"{(media.codec(pt) or ('?',))[0]}({pt})" for pt in media.payload_types()
+        )
+        raise OfferRejected(
+            f"no common audio codec (offered {offered}; served {', '.join(codecs)})"
+        )
     if not telephone_event:
         event_pt = None
     pt, name = chosen
@@ -353,7 +361,9 @@ def _accept_audio(
     if address in HOLD_ADDRESSES:  # old-style hold: nothing may be sent to that address
         direction = Direction.of(sends=False, receives=direction.receives)
     formats = [str(pt)] + ([str(event_pt)] if event_pt is not None else [])
-    accepted = Media("audio", local_port, media.profile, formats, ptime=PTIME_MS, direction=direction)
+    accepted = Media(
+        "audio", local_port, media.profile, formats, ptime=PTIME_MS, direction=direction
+    )
     accepted.rtpmap[pt] = (name, 8000, 1)
     if event_pt is not None:
         accepted.rtpmap[event_pt] = (TELEPHONE_EVENT, 8000, 1)
