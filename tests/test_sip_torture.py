@@ -15,6 +15,7 @@ from drivers.sip.message import (
     ParseError,
     Request,
     Response,
+    error_response,
     parse,
     parse_sip_uri,
     screen_request,
@@ -120,6 +121,26 @@ def test_invalid_message_raises_parse_error(name: str) -> None:
         parse(load(name))
     assert caught.value.reason
     assert caught.value.status in (400, 505)
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_request_gets_an_error_response_when_one_can_be_formed(name: str) -> None:
+    raw = load(name)
+    with pytest.raises(ParseError) as caught:
+        parse(raw)
+    answer = error_response(raw, caught.value)
+    if name in ("scalarlg", "bigcode"):  # responses are dropped, never answered
+        assert answer is None
+        return
+    assert answer is not None
+    status_line, _, rest = answer.partition(b"\r\n")
+    expected = (
+        b"SIP/2.0 505 Version Not Supported" if name == "badvers" else b"SIP/2.0 400 Bad Request"
+    )
+    assert status_line == expected
+    call_id = next(line for line in raw.split(b"\r\n") if line.lower().startswith(b"call-id"))
+    assert call_id.split(b":", 1)[1].strip() in rest
+    assert b"Warning: 399 engine" in rest
 
 
 def test_invalid_messages_fail_for_the_right_reason() -> None:
@@ -304,7 +325,8 @@ def test_inv2543_and_unknown_schemes_in_headers() -> None:
 
 
 def test_parser_survives_every_corpus_prefix_and_byte_flip() -> None:
-    """Truncations and single-byte damage give a message or ParseError, nothing else."""
+    """Truncations and byte damage give a message or ParseError (and at most an error
+    response), nothing else."""
     for path in sorted(CORPUS.glob("*.dat")):
         raw = load(path.stem)
         for cut in range(0, len(raw), 7):
@@ -315,5 +337,6 @@ def test_parser_survives_every_corpus_prefix_and_byte_flip() -> None:
             ):
                 try:
                     parse(data)
-                except ParseError:
-                    pass
+                except ParseError as exc:
+                    answer = error_response(data, exc)
+                    assert answer is None or answer.startswith(b"SIP/2.0 ")

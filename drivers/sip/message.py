@@ -82,6 +82,7 @@ _METHOD_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
 _DATE_RE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\Z")
 _LWS_RE = re.compile(r"[ \t]+")
+_SENT_BY_RE = re.compile(r"\s*SIP\s*/\s*\d+\.\d+\s*/\s*[A-Za-z]+\s+[^\s;,]+")
 
 
 class ParseError(ValueError):
@@ -801,6 +802,43 @@ def stamp_source(via: Via, host: str, port: int) -> Via:
     if "rport" in params:
         params["rport"] = str(port)
     return Via(via.transport, via.host, via.port, params)
+
+
+STATUS_REASONS = {400: "Bad Request", 505: "Version Not Supported", 513: "Message Too Large"}
+ECHOED_HEADERS = ("via", "from", "to", "call-id", "cseq")
+
+
+def error_response(data: bytes, error: ParseError) -> bytes | None:
+    """Best-effort answer to a request that failed to parse, or None when none can be formed.
+
+    RFC 4475 §3.1.2: answer 400 (or ``error.status``) where Via, From, To, Call-ID and CSeq
+    can be found to copy, drop silently otherwise (and always for responses).
+    """
+    try:
+        head = data.lstrip(b"\r\n").split(b"\r\n\r\n", 1)[0].decode("utf-8", errors="replace")
+        lines = head.replace("\r\n", "\n").split("\n")
+        if not lines[0] or lines[0].startswith("SIP/"):
+            return None
+        found: dict[str, list[str]] = {}
+        for line in _unfold(lines[1:]):
+            name, sep, value = line.partition(":")
+            key = canonical_name(name.strip()).lower()
+            if sep and key in ECHOED_HEADERS:
+                found.setdefault(key, []).append(value.strip())
+        if any(key not in found for key in ECHOED_HEADERS):
+            return None
+        if not _SENT_BY_RE.match(found["via"][0]):  # the response must be routable
+            return None
+    except ParseError:
+        return None
+    headers = Headers()
+    for key in ECHOED_HEADERS:
+        for value in found[key]:
+            headers.add(key, value)
+    warning = error.reason.replace('"', "'")[:200]
+    headers.add("Warning", f'399 engine "{warning}"')
+    status = error.status if error.status in STATUS_REASONS else 400
+    return serialize(Response(headers, b"", status, STATUS_REASONS[status]))
 
 
 # --------------------------------------------------------------------------- aiosipua bridge
