@@ -164,6 +164,7 @@ def test_caller_hanging_up_while_ringing_or_waiting_abandons_and_the_seat_stops(
             engine.set_agent_not_ready(agent_id, "rest")
         caller = await ask_for_agent(engine, trunk=2)
         await caller.expect("坐席正忙，请您耐心等待")
+        await caller.expect("您是下一位", timeout=60)  # the position, every 30 s
         await caller.hang_up("busy")
         await caller.expect_hangup()
         await engine.idle()
