@@ -263,3 +263,12 @@ def test_rfc4475_cparam_registrations_keep_parameters_distinct() -> None:
     }
     assert bindings["sip:+19725552222@gw1.example.net"].params == {"unknownparam": None}
     assert bindings["sip:+19725552222@gw1.example.net;unknownparam"].params == {}
+
+
+def test_bad_expires_values_are_400() -> None:
+    registrar = Registrar(None)
+    bad_param = register(contact="<sip:8001@10.0.0.1>;expires=soon", expires=None)
+    assert registrar.handle_register(bad_param, source=PHONE, now=0.0).response.status == 400
+    bad_header = register(expires=None, extra="Expires: later")
+    assert registrar.handle_register(bad_header, source=PHONE, now=0.0).response.status == 400
+    assert registrar.contact_for("8001", 0.0) is None

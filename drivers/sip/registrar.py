@@ -96,6 +96,7 @@ class Registrar:
     def handle_register(
         self, request: Request, *, source: tuple[str, int], transport: str = "UDP", now: float
     ) -> RegisterResult:
+        """Decide on one REGISTER (already passed through ``screen_request``)."""
         if request.method != "REGISTER":
             raise ValueError(f"not a REGISTER: {request.method}")
         host, port = source
@@ -127,12 +128,12 @@ class Registrar:
         try:
             contacts = request.contacts
             header_expires = request.expires
+            cseq = request.cseq.seq
         except ParseError as exc:
             return self._reply(
                 request, source, 400, "Bad Request", reason_detail=exc.reason, auth=auth
             )
         call_id = request.call_id or ""
-        cseq = request.cseq.seq
         self._drop_expired(seat, now)
         current = self._bindings.setdefault(seat, {})
 
