@@ -114,6 +114,7 @@ class ContactCenter:
         self._last_now = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = False
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, *, login: Iterable[str] = ()) -> None:
@@ -124,6 +125,7 @@ class ContactCenter:
             self.login(agent_id)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -353,7 +355,7 @@ class ContactCenter:
 
     def _schedule(self) -> None:
         """One loop timer at the core's next deadline."""
-        deadline = self.acd.next_deadline()
+        deadline = None if self._stopped else self.acd.next_deadline()
         if deadline == self._timer_at:
             return
         if self._timer is not None:

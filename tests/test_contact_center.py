@@ -210,3 +210,45 @@ def test_longest_idle_rings_the_seat_of_the_agent_idle_longest(acd_config: Any) 
         return rung
 
     assert with_engine(acd_config, body) == []
+
+
+def test_danger_fault_reports_go_to_the_best_fault_expert_then_widen(acd_config: Any) -> None:
+    async def report_danger(engine: Any, trunk: int) -> Caller:
+        caller = Caller(LocalLine(engine.board.line(trunk)))
+        await caller.dial("13912345678")
+        for prompt, key in [
+            ("故障报修请按二", "2"),
+            ("使用来电号码报修请按二", "2"),
+            ("危险情况请按三", "3"),
+        ]:
+            await caller.expect(prompt)
+            await caller.press(key)
+        await caller.expect("正在为您紧急转接人工服务")
+        return caller
+
+    async def body(engine: Any) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        events = queue_events(engine)
+        entered: list[float] = []
+        engine.bus.subscribe("queue.enter", lambda _e: entered.append(loop.time()))
+        caller = await report_danger(engine, 1)
+        best = await seat_rings(engine, "s4")  # 赵敏, fault level 9
+        await caller.hang_up()
+        assert await best.wait_for(lambda: best.call.ended is not None, 5)
+        engine.set_agent_not_ready("1004", "busy")
+        engine.set_agent_not_ready("1001", "busy")  # level 8
+        caller = await report_danger(engine, 2)
+        widened = await seat_rings(engine, "s3", timeout=60)  # 李娜, level 5
+        waited = loop.time() - entered[-1]
+        widened.off_hook()
+        await caller.expect(f"工号{say('digits', '1003')}为您服务")
+        await caller.hang_up()
+        await engine.idle()
+        return {"waited": waited, "events": events, "s2": engine.board.line("s2").far_end.call}
+
+    got = with_engine(acd_config, body)
+    # the threshold starts at level 8 and drops one level per 10 s: level 5 after 30 s
+    assert got["waited"] == pytest.approx(30, abs=0.05)
+    assert got["s2"] is None  # 王强 has no fault skill
+    entered = [d for kind, _, d in got["events"] if kind == "queue.enter"]
+    assert [e["priority"] for e in entered] == [9, 9]
