@@ -98,6 +98,9 @@ def test_contact_wildcard_and_errors() -> None:
         b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n",
         b"OPTIONS sip:a@b SIP/2.0\r\nCSeq: x OPTIONS\r\n\r\n",
         b"OPTIONS sip:a@b SIP/2.0\r\n continuation\r\n\r\n",
+        b"OPTIONS sip:a@b\r SIP/2.0\r\n\r\n",
+        b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: x\ry\r\n\r\n",
+        "OPTIONS sip:\u00e4@b SIP/2.0\r\n\r\n".encode(),
     ],
 )
 def test_garbage_raises_parse_error(data: bytes) -> None:

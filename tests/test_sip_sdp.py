@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from drivers.sip.sdp import (
@@ -246,3 +248,35 @@ def test_engine_answer_accepted_by_its_own_offer_logic() -> None:
     back = accept_answer(offer, parse_sdp(serialize_sdp(sdp)))
     assert (back.codec, back.remote_port, back.event_payload_type) == ("PCMA", 40000, 101)
     assert (plan.codec, plan.remote_port) == ("PCMA", 30004)
+
+
+def test_mutated_offers_give_an_answer_or_a_clear_rejection() -> None:
+    """Seeded random damage to real offers: SdpError or OfferRejected, never another error."""
+    rng = random.Random(3264)
+    offers = [o.encode() for o in (BARESIP_OFFER, LINPHONE_OFFER, PYVOIP_OFFER)]
+    answered = 0
+    for _ in range(3000):
+        data = bytearray(rng.choice(offers))
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(data))
+            roll = rng.random()
+            if roll < 0.4:
+                data[pos] = rng.choice(b" :/=0123456789\r\nax\xff-")
+            elif roll < 0.7:
+                del data[pos : pos + rng.randint(1, 10)]
+            else:
+                data[pos:pos] = data[rng.randrange(len(data)) :][: rng.randint(1, 20)]
+        try:
+            session = parse_sdp(bytes(data))
+            sdp, _ = answer_offer(session, local_address="10.1.1.1", local_port=1, session_id=1)
+            parse_sdp(serialize_sdp(session))
+            parse_sdp(serialize_sdp(sdp))
+            answered += 1
+        except (SdpError, OfferRejected):
+            pass
+    assert answered > 1000
+
+
+def test_utf8_session_name_survives() -> None:
+    session = parse_sdp(PYVOIP_OFFER.replace("s=pyVoIP 1.6.8", "s=国网95598").encode())
+    assert parse_sdp(serialize_sdp(session)).name == "国网95598"

@@ -7,6 +7,7 @@ nothing else), application-layer ones get the response RFC 4475 names.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from drivers.sip.message import (
     parse_sip_uri,
     screen_request,
     serialize,
+    to_aiosipua,
     transaction_key,
 )
 
@@ -340,3 +342,33 @@ def test_parser_survives_every_corpus_prefix_and_byte_flip() -> None:
                 except ParseError as exc:
                     answer = error_response(data, exc)
                     assert answer is None or answer.startswith(b"SIP/2.0 ")
+
+
+def test_mutated_corpus_parses_round_trips_and_hands_over_or_raises_parse_error() -> None:
+    """Seeded random damage (byte changes, cuts, duplicated runs) across the whole corpus."""
+    rng = random.Random(4475)
+    corpus = [load(p.stem) for p in sorted(CORPUS.glob("*.dat"))]
+    parsed = 0
+    for _ in range(4000):
+        data = bytearray(rng.choice(corpus))
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(len(data))
+            roll = rng.random()
+            if roll < 0.4:
+                data[pos] = rng.choice(b' :;,<>"=\\/0123456789\r\n\t@?%\xff*')
+            elif roll < 0.7:
+                del data[pos : pos + rng.randint(1, 8)]
+            else:
+                data[pos:pos] = data[rng.randrange(len(data)) :][: rng.randint(1, 30)]
+        try:
+            message = parse(bytes(data))
+        except ParseError as exc:
+            error_response(bytes(data), exc)
+            continue
+        parsed += 1
+        again = parse(serialize(message))
+        assert again.body == message.body
+        if isinstance(message, Request):
+            screen_request(message)
+            assert to_aiosipua(message).method == message.method
+    assert parsed > 500  # the damage leaves plenty of valid messages to exercise

@@ -591,6 +591,8 @@ def _parse(data: bytes) -> Request | Response:
     except UnicodeDecodeError as exc:
         raise ParseError(f"headers are not UTF-8 (byte {exc.start})") from exc
     raw_lines = text.replace("\r\n", "\n").split("\n")
+    if any("\r" in line for line in raw_lines):
+        raise ParseError("bare CR inside a line")
     start_line, header_lines = raw_lines[0], _unfold(raw_lines[1:])
     is_response = start_line.startswith("SIP/")
     if is_response:
@@ -644,6 +646,8 @@ def _parse_request_line(line: str) -> tuple[str, str]:
         raise ParseError(f"bad method {method[:30]!r}")
     if uri.startswith("<"):
         raise ParseError("Request-URI must not be enclosed in <>")
+    if not all("!" <= ch <= "~" for ch in uri):
+        raise ParseError("Request-URI contains control or non-ASCII characters")
     scheme = uri_scheme(uri)
     if scheme in ("sip", "sips") and parse_sip_uri(uri).headers:
         raise ParseError("Request-URI must not carry headers ('?')")
@@ -726,6 +730,15 @@ def screen_request(
     body_types: frozenset[str] = ACCEPTED_BODY_TYPES,
 ) -> Rejection | None:
     """UAS checks of RFC 3261 §8.2.2–8.2.3 on a parsed request; None means go ahead."""
+    try:
+        return _screen(request, supported, body_types)
+    except ParseError as exc:  # e.g. an unbalanced quote in a header the parser keeps raw
+        return Rejection(400, exc.reason[:100])
+
+
+def _screen(
+    request: Request, supported: frozenset[str], body_types: frozenset[str]
+) -> Rejection | None:
     missing = [canonical_name(h) for h in REQUIRED_REQUEST_HEADERS if h not in request.headers]
     if missing:
         return Rejection(400, f"Missing {', '.join(missing)}")

@@ -248,7 +248,7 @@ def serialize_sdp(session: Session) -> bytes:
         lines.extend(f"a={a}" for a in media.attributes)
         if media.direction:
             lines.append(f"a={media.direction}")
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------- offer / answer
