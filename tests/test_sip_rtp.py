@@ -184,3 +184,26 @@ def test_receiver_ignores_audio_and_non_digit_events() -> None:
     assert receiver.feed(flash) == []
     with pytest.raises(RtpError):
         receiver.feed(RtpPacket(EVENT_PT, 3, 320, 5, b"\x01"))
+
+
+def test_long_press_in_segments_is_one_digit() -> None:
+    """RFC 4733 §2.5.2.3: a 10 s press sent as two segments, the second without marker."""
+    receiver = TelephoneEventReceiver(EVENT_PT)
+
+    def event(ts: int, duration: int, *, end: bool = False, marker: bool = False) -> RtpPacket:
+        payload = bytes(EventPayload(0, end, 10, duration))
+        return RtpPacket(EVENT_PT, 0, ts, 5, payload, marker=marker)
+
+    seen = receiver.feed(event(1000, 160, marker=True))
+    seen += receiver.feed(event(1000, 65535))
+    seen += receiver.feed(event(1000 + 65535, 160))  # second segment
+    seen += receiver.feed(event(1000, 65535))  # late packet of the first segment
+    seen += receiver.feed(event(1000 + 65535, 14465, end=True))
+    seen += receiver.feed(event(1000 + 65535, 14465, end=True))
+    assert [(e.digit, e.kind, e.timestamp) for e in seen] == [
+        ("0", "start", 1000),
+        ("0", "end", 1000),
+    ]
+    assert seen[-1].duration == 80000 and seen[-1].seconds == 10.0
+    again = receiver.feed(event(200000, 160, marker=True))  # the same key pressed again
+    assert [(e.digit, e.kind) for e in again] == [("0", "start")]

@@ -154,17 +154,24 @@ class TelephoneEvent:
 
 
 class TelephoneEventReceiver:
-    """RFC 4733 receive state machine for one stream (payload type given at negotiation)."""
+    """RFC 4733 receive state machine for one stream (payload type given at negotiation).
+
+    A key held longer than one event's 16-bit duration arrives as segments with new
+    timestamps and no marker bit (RFC 4733 §2.5.2.3); they extend the current digit.
+    """
 
     def __init__(self, payload_type: int, *, remembered: int = 16) -> None:
         self.payload_type = payload_type
-        self._current: tuple[int, int] | None = None  # (timestamp, event code)
-        self._duration = 0
-        self._finished: deque[int] = deque(maxlen=remembered)  # timestamps of ended events
+        self._code: int | None = None  # event code of the digit in progress
+        self._start = 0  # its first timestamp
+        self._segment = 0  # timestamp of its current segment
+        self._offset = 0  # samples from the start to the current segment
+        self._duration = 0  # samples signalled so far
+        self._finished: deque[int] = deque(maxlen=remembered)  # timestamps already done
 
     @property
     def active_digit(self) -> str | None:
-        return EVENT_DIGITS[self._current[1]] if self._current else None
+        return EVENT_DIGITS[self._code] if self._code is not None else None
 
     def feed(self, packet: RtpPacket) -> list[TelephoneEvent]:
         """Events caused by one received packet (empty for audio and duplicates)."""
@@ -173,31 +180,42 @@ class TelephoneEventReceiver:
         payload = EventPayload.parse(packet.payload)
         if payload.event >= len(EVENT_DIGITS):  # flash and other non-digit events
             return []
-        if packet.timestamp in self._finished:
+        timestamp = packet.timestamp
+        if timestamp in self._finished:
             return []  # redundant end or a late continuation of a reported event
         out: list[TelephoneEvent] = []
-        if self._current is not None and self._current[0] != packet.timestamp:
-            out.extend(self.expire())  # a new event began: the previous end was lost
-        if self._current is None:
-            self._current = (packet.timestamp, payload.event)
-            self._duration = payload.duration
-            digit = EVENT_DIGITS[payload.event]
-            out.append(TelephoneEvent(digit, "start", packet.timestamp, payload.duration))
-        self._duration = max(self._duration, payload.duration)
+        if self._code is not None and timestamp != self._segment:
+            ahead = (timestamp - self._segment) & 0xFFFFFFFF
+            if not packet.marker and payload.event == self._code and 0 < ahead < 2**31:
+                self._finished.append(self._segment)  # next segment of a long press
+                self._offset = (timestamp - self._start) & 0xFFFFFFFF
+                self._segment = timestamp
+            else:
+                out.extend(self.expire())  # a new event began: the previous end was lost
+        if self._code is None:
+            self._code = payload.event
+            self._start = self._segment = timestamp
+            self._offset = self._duration = 0
+            out.append(
+                TelephoneEvent(EVENT_DIGITS[payload.event], "start", timestamp, payload.duration)
+            )
+        self._duration = max(self._duration, self._offset + payload.duration)
         if payload.end:
             out.append(self._end(received=True))
         return out
 
     def expire(self) -> list[TelephoneEvent]:
         """End the current event without its end packet (the shell's timeout, or a new event)."""
-        return [self._end(received=False)] if self._current is not None else []
+        return [self._end(received=False)] if self._code is not None else []
 
     def _end(self, *, received: bool) -> TelephoneEvent:
-        assert self._current is not None
-        timestamp, code = self._current
-        self._finished.append(timestamp)
-        self._current = None
-        return TelephoneEvent(EVENT_DIGITS[code], "end", timestamp, self._duration, received)
+        assert self._code is not None
+        self._finished.extend({self._start, self._segment})
+        event = TelephoneEvent(
+            EVENT_DIGITS[self._code], "end", self._start, self._duration, received
+        )
+        self._code = None
+        return event
 
 
 # --------------------------------------------------------------------------- sending
