@@ -28,7 +28,7 @@ from drivers.simboard.line import HangupSignal, LineConfig
 from hotline.bus import Bus
 from hotline.config import Config
 from hotline.contact_center import ContactCenter
-from hotline.queue_config import check_references, load_queue_dir
+from hotline.queue_config import check_references, load_queue_dir, seats_missing
 from hotline.services.cdr import CdrWriter, RecordingIndex
 from hotline.services.registry import ServiceRegistry
 from hotline.store.db import Database
@@ -162,12 +162,17 @@ class Engine:
             return
         definition, errors = load_queue_dir(self.config.path(settings.queues_dir))
         if not errors:
-            stations = [line.name for line in self.board.lines if line.name.startswith("s")]
-            errors = check_references(definition, self.flows.current, stations)
+            errors = check_references(definition, self.flows.current)
         if errors:
             raise EngineError("queues rejected:\n" + "\n".join(str(e) for e in errors))
         if not definition.queues:
             return
+        stations = [line.name for line in self.board.lines if line.name.startswith("s")]
+        missing = seats_missing(definition, stations)
+        if missing:
+            # e.g. a board configured with fewer stations: those agents cannot take calls here
+            seats = {a: definition.agents.pop(a).seat for a in missing}
+            log.warning("queue.seats_missing", agents=seats, stations=stations)
         assert self.speech is not None
         self.contact_center = ContactCenter(
             definition, self.board, _TimedSpeech(self.speech), self.bus,

@@ -349,11 +349,9 @@ def load_agents_text(text: str, file: str) -> tuple[dict[str, SeatedAgent], list
 
 
 def check_references(
-    definition: ContactCenterDefinition,
-    flow_ids: Iterable[str],
-    station_lines: Iterable[str] | None = None,
+    definition: ContactCenterDefinition, flow_ids: Iterable[str]
 ) -> list[FlowError]:
-    """Destinations must name a flow or a queue; seats must be station lines of the board."""
+    """Destinations (``on_timeout``, ``on_no_agent``, ``on_full``) must name a flow or a queue."""
     targets = set(flow_ids) | set(definition.queues)
     errors: list[FlowError] = []
     for q in definition.queues.values():
@@ -368,21 +366,13 @@ def check_references(
                         f"queue {q.name}: {key} {value!r} is neither a flow nor a queue",
                     )
                 )
-    if station_lines is not None:
-        lines = set(station_lines)
-        for agent in definition.agents.values():
-            if agent.seat not in lines:
-                errors.append(
-                    FlowError(
-                        AGENTS_FILE,
-                        1,
-                        1,
-                        f"agent {agent.id}: seat {agent.seat} "
-                        f"is not a station line of the board "
-                        f"({', '.join(sorted(lines)) or 'none configured'})",
-                    )
-                )
     return errors
+
+
+def seats_missing(definition: ContactCenterDefinition, station_lines: Iterable[str]) -> list[str]:
+    """Agents whose seat is not a station line of this board (they cannot take calls here)."""
+    lines = set(station_lines)
+    return [agent.id for agent in definition.agents.values() if agent.seat not in lines]
 
 
 def _skills(

@@ -252,3 +252,12 @@ def test_danger_fault_reports_go_to_the_best_fault_expert_then_widen(acd_config:
     assert got["s2"] is None  # 王强 has no fault skill
     entered = [d for kind, _, d in got["events"] if kind == "queue.enter"]
     assert [e["priority"] for e in entered] == [9, 9]
+
+
+def test_agents_whose_seat_is_not_on_the_board_are_left_out(acd_config: Any) -> None:
+    acd_config.board.stations = 2
+
+    async def body(engine: Any) -> list[str]:
+        return sorted(engine.contact_center.acd.agents)
+
+    assert with_engine(acd_config, body) == ["1001", "1002"]
