@@ -17,7 +17,9 @@ While queued, a caller hears the queue's waiting prompt and a short synthesized 
 loop. The core's timers are driven by one loop timer set to ``Acd.next_deadline()`` after
 every batch of actions (no polling). Queue events are drained after every batch and
 published on the bus as ``queue.<kind>`` (``queue.enter``, ``queue.offer``,
-``queue.ring_no_answer``, ``queue.connect``, ``queue.abandon``, ``queue.agent_status``…).
+``queue.ring_no_answer``, ``queue.connect``, ``queue.abandon``, ``queue.agent_status``…);
+``queue.screen_pop`` carries what the flow handed over (IVR path, keys, variables) for the
+seat that rings.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class _Waiting:
     queue: QueueDefinition
     decided: asyncio.Future[Any]  # TransferResult, or (agent_id, seat leg) on Connect
     announcements: deque[str] = field(default_factory=deque)
+    data: dict[str, Any] = field(default_factory=dict)  # what the flow hands to the agent
     agent_id: str | None = None  # set once connected
 
 
@@ -182,7 +185,7 @@ class ContactCenter:
             return TransferResult("hangup", {"queue": queue})
         assert self._loop is not None, "start the contact center first"
         call_id = channel.call_id
-        waiting = _Waiting(channel, definition, self._loop.create_future())
+        waiting = _Waiting(channel, definition, self._loop.create_future(), data=dict(data or {}))
         self._waiting[call_id] = waiting
 
         def on_event(event: Any) -> None:
@@ -283,6 +286,16 @@ class ContactCenter:
                     )
 
         leg.subscribe(on_event)
+        # what the agent's desktop shows while the seat rings (the CTI screen-pop)
+        self.bus.publish(
+            "queue.screen_pop",
+            offer.call_id,
+            agent_id=offer.agent_id,
+            seat=offer.seat,
+            queue=offer.queue,
+            caller=caller,
+            **(waiting.data if waiting else {}),
+        )
 
     def _drop_leg(self, call_id: str, agent_id: str) -> None:
         leg = self._legs.pop((call_id, agent_id), None)

@@ -107,6 +107,9 @@ def test_caller_reaches_an_agent_hears_the_agent_id_and_they_talk(acd_config: An
     assert dominant_hz(got["caller_heard"]) == pytest.approx(600, abs=5)
     assert np.abs(got["agent_heard"]).max() > 5000 and np.abs(got["caller_heard"]).max() > 5000
     kinds = [k for k, _, _ in got["events"]]
+    (pop,) = [d for k, _, d in got["events"] if k == "queue.screen_pop"]
+    assert (pop["agent_id"], pop["seat"], pop["caller"]) == ("1001", "s1", "13912345678")
+    assert pop["keys"] == "0" and pop["path"][:2] == ["main:welcome", "main:menu"]
     for kind in ("queue.enter", "queue.offer", "queue.connect", "queue.complete_agent"):
         assert kind in kinds, kinds
     assert got["outcome"].result == "transferred"
