@@ -264,3 +264,31 @@ def test_agents_whose_seat_is_not_on_the_board_are_left_out(acd_config: Any) -> 
         return sorted(engine.contact_center.acd.agents)
 
     assert with_engine(acd_config, body) == ["1001", "1002"]
+
+
+def test_ring_all_rings_every_free_seat_and_the_first_answer_wins(
+    acd_config: Any, tmp_path: Path
+) -> None:
+    queues = tmp_path / "queues"
+    queues.mkdir()
+    shutil.copy(REPO / "queues" / "agents.yaml", queues / "agents.yaml")
+    general = (REPO / "queues" / "general.yaml").read_text(encoding="utf-8")
+    (queues / "general.yaml").write_text(
+        general.replace("strategy: longest_idle", "strategy: ring_all"), encoding="utf-8"
+    )
+    acd_config.acd.queues_dir = str(queues)
+
+    async def body(engine: Any) -> dict[str, Any]:
+        caller = await ask_for_agent(engine)
+        seats = {s: await seat_rings(engine, s, timeout=5) for s in ("s1", "s2", "s3", "s4")}
+        seats["s3"].off_hook()
+        await caller.expect(f"工号{say('digits', '1003')}为您服务")
+        others = {s: (f.call.answered, f.call.end_reason) for s, f in seats.items() if s != "s3"}
+        statuses = {a: engine.agent_status(a)["status"] for a in ("1001", "1002", "1004")}
+        await caller.hang_up()
+        await engine.idle()
+        return {"others": others, "statuses": statuses}
+
+    got = with_engine(acd_config, body)
+    assert got["others"] == {s: (None, "engine_hangup") for s in ("s1", "s2", "s4")}
+    assert set(got["statuses"].values()) == {"ready"}
