@@ -48,8 +48,14 @@ class EngineError(RuntimeError):
 
 
 class Engine:
-    def __init__(self, config: Config, *, wall_clock: Callable[[], dt.datetime] | None = None,
-                 tts: TtsEngine | None = None, watch_flows: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        wall_clock: Callable[[], dt.datetime] | None = None,
+        tts: TtsEngine | None = None,
+        watch_flows: bool = True,
+    ) -> None:
         self.config = config
         self._fixed_wall_clock = wall_clock
         self.wall_clock: Callable[[], dt.datetime] = wall_clock or (lambda: dt.datetime.now(dt.UTC))
@@ -96,7 +102,11 @@ class Engine:
         if errors:
             raise EngineError("flows rejected:\n" + "\n".join(str(e) for e in errors))
         tts = self._tts or _tts_engine(cfg)
-        units = UnitVoice(cfg.path(cfg.speech.units_dir)) if cfg.speech.units_dir else UnitVoice.shipped()
+        units = (
+            UnitVoice(cfg.path(cfg.speech.units_dir))
+            if cfg.speech.units_dir
+            else UnitVoice.shipped()
+        )
         self.speech = SpeechService(
             tts,
             cfg.path(cfg.cache_dir) / "prompts",
@@ -113,8 +123,9 @@ class Engine:
                 stations=cfg.board.stations,
                 recordings_dir=cfg.path(cfg.recordings_dir),
                 line_configs={
-                    name: LineConfig(hangup_signal=HangupSignal(s.hangup_signal),
-                                     busy_cycles=s.busy_cycles)
+                    name: LineConfig(
+                        hangup_signal=HangupSignal(s.hangup_signal), busy_cycles=s.busy_cycles
+                    )
                     for name, s in cfg.board.lines.items()
                 },
                 on_incoming=self._incoming,
@@ -175,13 +186,17 @@ class Engine:
             log.warning("queue.seats_missing", agents=seats, stations=stations)
         assert self.speech is not None
         self.contact_center = ContactCenter(
-            definition, self.board, _TimedSpeech(self.speech), self.bus,
-            agent_announcement=settings.agent_announcement, rng=random.Random(settings.seed))
+            definition,
+            self.board,
+            _TimedSpeech(self.speech),
+            self.bus,
+            agent_announcement=settings.agent_announcement,
+            rng=random.Random(settings.seed),
+        )
         async with real_work():
             await self.speech.warm(self.contact_center.prompt_texts(), progress=False)
         self.contact_center.start(login=definition.agents if settings.login_at_start else ())
-        log.info("engine.queues", queues=sorted(definition.queues),
-                 agents=len(definition.agents))
+        log.info("engine.queues", queues=sorted(definition.queues), agents=len(definition.agents))
 
     # --- agent control (Python API; the desktop's HTTP/WebSocket API builds on it) ---------------
     def _center(self) -> ContactCenter:
@@ -206,18 +221,34 @@ class Engine:
     def agent_status(self, agent_id: str) -> dict[str, Any]:
         """Status (the agent's choice), reason and state (the engine's) of one agent."""
         agent = self._center().agent(agent_id)
-        return {"id": agent.id, "name": agent.name, "seat": agent.seat,
-                "status": str(agent.status), "reason": agent.reason, "state": str(agent.state)}
+        return {
+            "id": agent.id,
+            "name": agent.name,
+            "seat": agent.seat,
+            "status": str(agent.status),
+            "reason": agent.reason,
+            "state": str(agent.state),
+        }
 
     def _recover_recordings(self) -> None:
         for part in find_partials(self.config.path(self.config.recordings_dir)):
             finished = recover_partial(part)
             call_id = Path(finished.path).stem
-            log.warning("recording.recovered", call_id=call_id, path=finished.path,
-                        seconds=round(finished.seconds, 2))
-            self.bus.publish("recording.finished", call_id, path=finished.path,
-                             seconds=finished.seconds, channels=finished.channels,
-                             bytes=finished.bytes, recovered=True)
+            log.warning(
+                "recording.recovered",
+                call_id=call_id,
+                path=finished.path,
+                seconds=round(finished.seconds, 2),
+            )
+            self.bus.publish(
+                "recording.finished",
+                call_id,
+                path=finished.path,
+                seconds=finished.seconds,
+                channels=finished.channels,
+                bytes=finished.bytes,
+                recovered=True,
+            )
 
     # --- calls ----------------------------------------------------------------------------
     def _incoming(self, channel: SimChannel) -> None:
@@ -233,16 +264,29 @@ class Engine:
             flow_id = self.config.numbers[channel.called]
         bound = structlog.contextvars.bound_contextvars(call_id=call_id)
         with bound:
-            self.bus.publish("call.started", call_id, channel=channel.channel_id,
-                             line=channel.line, caller=channel.caller, called=channel.called,
-                             flow=flow_id)
+            self.bus.publish(
+                "call.started",
+                call_id,
+                channel=channel.channel_id,
+                line=channel.line,
+                caller=channel.caller,
+                called=channel.called,
+                flow=flow_id,
+            )
             try:
                 if isinstance(channel, SimChannel):
                     await self._wait_rings(channel)
                 await channel.answer()
             except HungUp as exc:
-                self.bus.publish("call.ended", call_id, cause=str(exc.cause), result="abandoned",
-                                 last_step="", path=[], keys="")
+                self.bus.publish(
+                    "call.ended",
+                    call_id,
+                    cause=str(exc.cause),
+                    result="abandoned",
+                    last_step="",
+                    path=[],
+                    keys="",
+                )
                 return None
             self.bus.publish("call.answered", call_id)
             log.info("call.answered", line=channel.line, caller=channel.caller, flow=flow_id)
@@ -250,12 +294,22 @@ class Engine:
             if not channel.hung_up:
                 await channel.hangup()
             self.outcomes[call_id] = outcome
-            self.bus.publish("call.ended", call_id, cause=str(channel.hangup_cause),
-                             result=outcome.result, last_step=outcome.last_step,
-                             path=outcome.path, keys=outcome.keys,
-                             work_order=outcome.work_order)
-            log.info("call.ended", result=outcome.result, last_step=outcome.last_step,
-                     cause=str(channel.hangup_cause))
+            self.bus.publish(
+                "call.ended",
+                call_id,
+                cause=str(channel.hangup_cause),
+                result=outcome.result,
+                last_step=outcome.last_step,
+                path=outcome.path,
+                keys=outcome.keys,
+                work_order=outcome.work_order,
+            )
+            log.info(
+                "call.ended",
+                result=outcome.result,
+                last_step=outcome.last_step,
+                cause=str(channel.hangup_cause),
+            )
             return outcome
 
     async def _wait_rings(self, channel: SimChannel) -> None:
@@ -287,11 +341,13 @@ class Engine:
         folder = self.config.path(self.config.recordings_dir) / f"{purpose}s" / f"{day:%Y/%m/%d}"
         return str(folder / f"{call_id}-{purpose}-{self._message_counter}.wav")
 
-    async def transfer(self, channel: Channel, queue: str, *, priority: int,
-                       data: dict[str, Any]) -> TransferResult:
+    async def transfer(
+        self, channel: Channel, queue: str, *, priority: int, data: dict[str, Any]
+    ) -> TransferResult:
         """Queue the caller for an agent; without queues configured no agent can take it."""
-        self.bus.publish("queue.transfer_requested", channel.call_id, queue=queue,
-                         priority=priority)
+        self.bus.publish(
+            "queue.transfer_requested", channel.call_id, queue=queue, priority=priority
+        )
         if self.contact_center is None:
             return TransferResult("no_agent", {"queue": queue, "reason": "no agents configured"})
         return await self.contact_center.transfer(channel, queue, priority=priority, data=data)
@@ -303,7 +359,9 @@ def _tts_engine(cfg: Config) -> TtsEngine:
         return EspeakTts(voice=cfg.speech.voice)
     if cfg.speech.engine == "pyttsx3":
         return Pyttsx3Tts(voice=cfg.speech.voice if cfg.speech.voice != "cmn-latn-pinyin" else None)
-    raise EngineError(f"speech.engine: unknown TTS engine {cfg.speech.engine!r}; use espeak or pyttsx3")
+    raise EngineError(
+        f"speech.engine: unknown TTS engine {cfg.speech.engine!r}; use espeak or pyttsx3"
+    )
 
 
 class _TimedServices:

@@ -31,10 +31,9 @@ from drivers.media.tones import cadence_tone, dbm0_to_amplitude
 from drivers.media.vad import VoiceActivityDetector
 from drivers.simboard.channel import SimChannel
 from drivers.simboard.line import (
-    SILENCE,
     FarEndCall,
-    Heard,
     HangupSignal,
+    Heard,
     LineConfig,
     LineKind,
     LineState,
@@ -149,7 +148,9 @@ class SimBoard:
             # caller ID (FSK) is delivered in the silence after the first ring
             self._loop.call_later(cfg.ring_on_ms / 1000, self._incoming, line, channel)
         period = (cfg.ring_on_ms + cfg.ring_off_ms) / 1000
-        self._ring_timers[line.index] = self._loop.call_later(period, self._ring, line, channel, False)
+        self._ring_timers[line.index] = self._loop.call_later(
+            period, self._ring, line, channel, False
+        )
 
     def _incoming(self, line: SimLine, channel: SimChannel) -> None:
         if line.state is LineState.RINGING and self._channels[line.index] is channel:
@@ -186,7 +187,10 @@ class SimBoard:
             self._end_call(index, HangupCause.POLARITY_REVERSAL)
         elif signal is HangupSignal.LOOP:
             self._clearing_timers[index] = self._loop.call_later(
-                line.config.loop_drop_ms / 1000, self._end_call, index, HangupCause.LOOP_CURRENT_DROP
+                line.config.loop_drop_ms / 1000,
+                self._end_call,
+                index,
+                HangupCause.LOOP_CURRENT_DROP,
             )
         else:
             self._busy_pos[index] = 0  # the exchange starts playing busy tone into the line
@@ -347,8 +351,9 @@ class SimBoard:
                 try:
                     op.frame_in(inbound[index], bool(voiced[index]))
                 except Exception:
-                    log.exception("board.line_failed", line=lines[index].name,
-                                  call_id=channel.call_id)
+                    log.exception(
+                        "board.line_failed", line=lines[index].name, call_id=channel.call_id
+                    )
                     self._end_call(index, HangupCause.ERROR)
         for event in digits:
             if event.kind == "start":
@@ -404,7 +409,8 @@ class SimBoard:
             recorder.write_interleaved(ring[start:end].astype("<i2").tobytes())
         else:  # wrapped around the end of the ring
             recorder.write_interleaved(
-                ring[start:].astype("<i2").tobytes() + ring[:end].astype("<i2").tobytes())
+                ring[start:].astype("<i2").tobytes() + ring[:end].astype("<i2").tobytes()
+            )
         self._rec_count[index] = 0
 
 

@@ -66,6 +66,7 @@ class _Operation:
     def close(self, reason: Reason) -> None: ...
     def frame_out(self) -> np.ndarray | None:
         return None
+
     def frame_in(self, frame: np.ndarray, voiced: bool) -> None: ...
     def digit(self, digit: str) -> None: ...
 
@@ -147,9 +148,13 @@ class _Collect(_Operation):
         if self._idd is not None:
             self._idd.cancel()
         if self.digits:
-            self._idd = self.loop.call_later(self.inter_timeout, self.finish_with, Reason.INTERDIGIT_TIMEOUT)
+            self._idd = self.loop.call_later(
+                self.inter_timeout, self.finish_with, Reason.INTERDIGIT_TIMEOUT
+            )
         else:
-            self._idd = self.loop.call_later(self.first_timeout, self.finish_with, Reason.FIRST_DIGIT_TIMEOUT)
+            self._idd = self.loop.call_later(
+                self.first_timeout, self.finish_with, Reason.FIRST_DIGIT_TIMEOUT
+            )
         self._timers.append(self._idd)
 
     def finish_with(self, reason: Reason) -> None:
@@ -177,6 +182,7 @@ class _Collect(_Operation):
 
 class _Record(_Operation):
     wants_audio = True
+
     def __init__(
         self,
         channel: SimChannel,
@@ -372,8 +378,9 @@ class SimChannel(Channel):
             raise ValueError(f"{self.channel_id} cannot be bridged with itself")
         for leg in (self, other):
             if leg._cause is not None:
-                return Result(Reason.HANGUP, detail={"cause": str(leg._cause),
-                                                     "hung_up": leg.channel_id})
+                return Result(
+                    Reason.HANGUP, detail={"cause": str(leg._cause), "hung_up": leg.channel_id}
+                )
         mine, theirs = _Bridge(self), _Bridge(other)
         mine.peer, theirs.peer = theirs, mine
         if other._op is not None:

@@ -99,14 +99,21 @@ class ControlServer:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             send({"id": rid, "ok": False, "error": str(message)})
 
-    async def _dispatch(self, request: dict[str, Any], send: Any, unwatch: list[Any]) -> dict[str, Any]:
+    async def _dispatch(
+        self, request: dict[str, Any], send: Any, unwatch: list[Any]
+    ) -> dict[str, Any]:
         op = request.get("op")
         if op == "lines":
-            return {"lines": [{"line": ln.name, "kind": str(ln.kind), "state": str(ln.state)}
-                              for ln in self.board.lines]}
+            return {
+                "lines": [
+                    {"line": ln.name, "kind": str(ln.kind), "state": str(ln.state)}
+                    for ln in self.board.lines
+                ]
+            }
         line = self.board.line(str(request.get("line", "")))
         far = line.far_end
         if op == "watch":
+
             def listener(kind: str, data: dict[str, Any]) -> None:
                 payload = dict(data)
                 if "item" in payload:
@@ -114,7 +121,9 @@ class ControlServer:
                 send({"event": kind, "line": line.name, **payload})
 
             far.listeners.append(listener)
-            unwatch.append(lambda: far.listeners.remove(listener) if listener in far.listeners else None)
+            unwatch.append(
+                lambda: far.listeners.remove(listener) if listener in far.listeners else None
+            )
             return {"state": str(line.state)}
         if op == "ring":
             far.ring(str(request.get("caller", "")), str(request.get("called", "95598")))

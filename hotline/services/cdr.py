@@ -21,9 +21,9 @@ event                    data                                        sets
 Changes are written incrementally: the row is committed when the call starts, so a crash
 mid-call leaves a record (without ``ended_at``/``result``; :meth:`CdrWriter.close_interrupted`
 marks those at the next boot), again at least once a second while it runs (at the latest
-every :data:`WRITE_EVERY` calls' worth of changes), and when the call ends (within 0.1 s). Steps and digits are
-appended to what the row already holds, so events arriving after ``call.ended`` (a work order
-submitted while hanging up) still land on the same row.
+every :data:`WRITE_EVERY` calls' worth of changes), and when the call ends (within 0.1 s).
+Steps and digits are appended to what the row already holds, so events arriving after
+``call.ended`` (a work order submitted while hanging up) still land on the same row.
 
 :class:`RecordingIndex` turns ``recording.finished`` (``path, seconds, channels, bytes,
 recovered``, optional ``purpose``) into :class:`~hotline.store.models.Recording` rows (one per

@@ -107,7 +107,9 @@ class UnitVoice:
             try:
                 samples = load_file(self.directory / name)
             except (AudioFileError, FileNotFoundError) as exc:
-                raise UnitsError(f"unit {text!r}: cannot load {self.directory / name}: {exc}")
+                raise UnitsError(
+                    f"unit {text!r}: cannot load {self.directory / name}: {exc}"
+                ) from exc
             if trim:
                 samples = trim_silence(samples)
             if samples.size == 0:
@@ -229,7 +231,7 @@ async def generate_units(
             return await engine.synthesize(text)
 
     spoken = await asyncio.gather(*(speak(text) for text in units))
-    for (text, name), samples in zip(units.items(), spoken, strict=True):
+    for name, samples in zip(units.values(), spoken, strict=True):
         _write_wav(directory / name, trim_silence(samples))
     manifest = directory / MANIFEST
     manifest.write_text(_manifest_text(units), encoding="utf-8")
