@@ -140,8 +140,24 @@ class Engine:
                 self.control = ControlServer(self.board, cfg.control.host, cfg.control.port)
                 await self.control.start()
         if self._watch_flows:
-            self._tasks.append(asyncio.create_task(self.flows.watch(), name="flows.watch"))
+            watcher = self.flows.watch(on_reload=self._flows_reloaded)
+            self._tasks.append(asyncio.create_task(watcher, name="flows.watch"))
         log.info("engine.started", flows=sorted(self.flows.current), board=bool(self.board))
+
+    def _flows_reloaded(self, report: Any) -> None:
+        """A new flow snapshot went live: synthesize its new prompts before callers need them."""
+        if report.swapped and self.speech is not None:
+            task = asyncio.create_task(self._warm_prompts(), name="prompts.warm")
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def _warm_prompts(self) -> None:
+        assert self.speech is not None
+        try:
+            async with real_work():
+                await self.speech.warm(self.flows.prompt_texts(), progress=False)
+        except Exception:  # a prompt that cannot be synthesized is retried on first use
+            log.exception("flows.prompt_warm_failed")
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import struct
 import wave
@@ -51,6 +52,10 @@ def test_a_bad_edit_is_rejected_and_the_old_flow_keeps_serving(
             original.replace("您好，欢迎致电国家电网", "您好，这里是国家电网"), encoding="utf-8"
         )
         assert engine.flows.reload() == []
+        engine._flows_reloaded(engine.flows.last_report)  # what the file watcher does
+        new_welcome = engine.flows.prompt_texts()["welcome"]
+        await asyncio.gather(*[t for t in engine._tasks if t.get_name() == "prompts.warm"])
+        assert engine.speech.cache.peek(new_welcome) is not None  # synthesized before any call
         assert (await first_words(engine, 3)).startswith("您好，这里是国家电网")
 
     with_engine(engine_config, body)

@@ -312,7 +312,7 @@ class SimBoard:
         for j, index in enumerate(rows):
             channel = channels[index]
             line = lines[index]
-            op = channel._op if channel is not None else None
+            op = channel.operation if channel is not None else None
             out = None
             if op is not None:
                 try:
@@ -346,7 +346,7 @@ class SimBoard:
         self._record(rows, out_block)
         for index in rows:
             channel = channels[index]
-            op = channel._op if channel is not None else None
+            op = channel.operation if channel is not None else None
             if op is not None and op.wants_audio:
                 try:
                     op.frame_in(inbound[index], bool(voiced[index]))

@@ -1,9 +1,10 @@
 """The `Channel` implementation for a line of the simulated board.
 
-The board's media tick calls into the channel every 20 ms: :meth:`SimChannel.next_frame`
-for the audio the engine sends, :meth:`SimChannel.inbound` with the caller's frame and the
-detectors' verdicts. Channel operations (play, collect, record) are small objects that the
-tick and the loop's timers advance; each ends by resolving its future with a
+Channel operations (play, collect, record, bridge) are small objects that the board's 20 ms
+media tick and the loop's timers advance: the tick takes the engine's audio from
+``channel.operation.frame_out()`` and hands the caller's frame to ``frame_in()`` when the
+operation wants audio; key presses found by the detector arrive through
+:meth:`SimChannel.digit_detected`. Each operation ends by resolving its future with a
 :class:`~drivers.channel.Result`.
 """
 
@@ -59,8 +60,8 @@ class _Operation:
         self.close(reason)
         fields.setdefault("duration", self.loop.time() - self.started)
         self.future.set_result(Result(reason, **fields))
-        if self.channel._op is self:
-            self.channel._op = None
+        if self.channel.operation is self:
+            self.channel.operation = None
 
     # hooks
     def close(self, reason: Reason) -> None: ...
@@ -255,8 +256,8 @@ class _Record(_Operation):
         detail = {"path": str(self.path), **fields.pop("detail", {})}
         fields.pop("duration", None)
         self.future.set_result(Result(reason, duration=self.kept, detail=detail, **fields))
-        if self.channel._op is self:
-            self.channel._op = None
+        if self.channel.operation is self:
+            self.channel.operation = None
 
 
 class _Bridge(_Operation):
@@ -310,7 +311,7 @@ class SimChannel(Channel):
         self._cause: HangupCause | None = None
         self._digits: list[str] = []
         self._swallow_terminator: tuple[str, float] | None = None
-        self._op: _Operation | None = None
+        self.operation: _Operation | None = None
         self._sinks: list[EventSink] = []
         self._ended: asyncio.Future[HangupCause] = self.loop.create_future()
         self.rings = 0
@@ -383,17 +384,17 @@ class SimChannel(Channel):
                 )
         mine, theirs = _Bridge(self), _Bridge(other)
         mine.peer, theirs.peer = theirs, mine
-        if other._op is not None:
-            other._op.finish(Reason.STOPPED)
-        other._op = theirs
+        if other.operation is not None:
+            other.operation.finish(Reason.STOPPED)
+        other.operation = theirs
         return await self._run(mine, max_time, None)
 
     def clear_digits(self) -> None:
         self._digits.clear()
 
     async def stop(self) -> None:
-        if self._op is not None:
-            self._op.finish(Reason.STOPPED)
+        if self.operation is not None:
+            self.operation.finish(Reason.STOPPED)
 
     def subscribe(self, sink: EventSink) -> Callable[[], None]:
         self._sinks.append(sink)
@@ -409,9 +410,9 @@ class SimChannel(Channel):
     ) -> Result:
         if self._cause is not None:
             return Result(Reason.HANGUP, detail={"cause": str(self._cause)})
-        if self._op is not None:
-            self._op.finish(Reason.STOPPED)
-        self._op = op
+        if self.operation is not None:
+            self.operation.finish(Reason.STOPPED)
+        self.operation = op
         if max_time:
             op.after(max_time, Reason.MAX_TIME)
         if start is not None:
@@ -435,14 +436,6 @@ class SimChannel(Channel):
         self._emit("play_end", prompt_id=item.prompt_id, interrupted=interrupted)
         self.board.far_end_hears_end(self, item, interrupted)
 
-    # called by the board's media tick
-    def next_frame(self) -> np.ndarray | None:
-        return self._op.frame_out() if self._op is not None else None
-
-    def inbound(self, frame: np.ndarray, voiced: bool) -> None:
-        if self._op is not None:
-            self._op.frame_in(frame, voiced)
-
     def _swallow(self, terminators: str, seconds: float) -> None:
         """Ignore one of ``terminators`` pressed in the next ``seconds`` (see Channel.collect)."""
         self._swallow_terminator = (terminators, self.loop.time() + seconds)
@@ -456,8 +449,8 @@ class SimChannel(Channel):
                 return
         self._digits.append(digit)
         self._emit("digit", digit=digit)
-        if self._op is not None:
-            self._op.digit(digit)
+        if self.operation is not None:
+            self.operation.digit(digit)
 
     def tone_detected(self, kind: str, cycles: int) -> None:
         self._emit("tone", tone=kind, cycles=cycles)
@@ -467,8 +460,8 @@ class SimChannel(Channel):
         if self._cause is not None:
             return
         self._cause = cause
-        if self._op is not None:
-            self._op.finish(Reason.HANGUP, detail={"cause": str(cause)})
+        if self.operation is not None:
+            self.operation.finish(Reason.HANGUP, detail={"cause": str(cause)})
         self._emit("hangup", cause=str(cause))
         if not self._ended.done():
             self._ended.set_result(cause)
