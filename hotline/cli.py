@@ -73,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--remote", default="127.0.0.1:5599", help="engine control socket")
     call.set_defaults(handler=_cmd_sim_call)
+    seat = sim.add_parser("seat", help="be the agent at a station line of a running engine")
+    seat.add_argument("--line", default="s1", help="station line (default s1)")
+    seat.add_argument("--answer-after", type=float, default=1.0, help="seconds of ringing")
+    seat.add_argument("--talk", type=float, default=0.0,
+                      help="hang up after this many seconds (default: wait for the caller)")
+    seat.add_argument("--calls", type=int, default=1, help="calls to take, then exit")
+    seat.add_argument("--remote", default="127.0.0.1:5599", help="engine control socket")
+    seat.set_defaults(handler=_cmd_sim_seat)
     srun = sim.add_parser("run", help="run scenario files")
     srun.add_argument("paths", nargs="+")
     srun.add_argument(
@@ -232,6 +240,39 @@ def _cmd_sim_call(args: argparse.Namespace) -> int:
             return 0
         except (RemoteError, ExpectationFailed) as exc:
             print(f"hotline sim call: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await board.close()
+
+    return asyncio.run(go())
+
+
+def _cmd_sim_seat(args: argparse.Namespace) -> int:
+    from sim.remote import RemoteBoard, RemoteError
+
+    configure_logging(args.log_format or "console", args.log_level)
+    host, _, port = args.remote.rpartition(":")
+
+    async def go() -> int:
+        board = RemoteBoard(host or "127.0.0.1", int(port))
+        try:
+            await board.connect()
+            line = await board.open_line(args.line)
+            for _ in range(args.calls):
+                await line.wait_for(lambda: line.status().get("state") == "ringing", 24 * 3600)
+                print(f"[ringing] {line.status().get('caller') or ''}".rstrip(), flush=True)
+                await asyncio.sleep(args.answer_after)
+                await line.off_hook()
+                await line.wait_for(lambda: line.status().get("answered") is not None, 10)
+                print("[answered]", flush=True)
+                ended = lambda: line.status().get("ended") is not None  # noqa: E731
+                if args.talk and not await line.wait_for(ended, args.talk):
+                    await line.hang_up(None)
+                await line.wait_for(ended, 24 * 3600)
+                print(f"[ended] {line.status().get('end_reason') or ''}".rstrip(), flush=True)
+            return 0
+        except RemoteError as exc:
+            print(f"hotline sim seat: {exc}", file=sys.stderr)
             return 1
         finally:
             await board.close()

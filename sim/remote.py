@@ -45,7 +45,9 @@ class RemoteLine:
                 last["end"] = now
                 last["interrupted"] = message.get("interrupted", False)
         elif kind == "ringing":
-            self._status.update(state="ringing")
+            self._heard.clear()
+            self._status = {"state": "ringing", "caller": message.get("caller"),
+                            "answered": None, "ended": None}
         self._changed.set()
 
     # LineHandle
@@ -60,6 +62,10 @@ class RemoteLine:
 
     async def hang_up(self, signal: str | None) -> None:
         await self.board.request("hangup", line=self.name, signal=signal)
+
+    async def off_hook(self) -> None:
+        """Pick up a ringing station phone (an agent answering at a seat)."""
+        await self.board.request("off_hook", line=self.name)
 
     def heard(self) -> list[dict[str, Any]]:
         return list(self._heard)
