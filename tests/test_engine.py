@@ -141,3 +141,40 @@ def test_a_tester_drives_the_board_over_the_control_socket(
     heard, record = with_engine(config, body)
     assert heard[0].startswith("您好，欢迎致电")
     assert record.line == "t4" and record.hangup_cause == "polarity_reversal"
+
+
+def test_an_agent_answers_a_seat_over_the_control_socket(tmp_path: Path,
+                                                         engine_template: Path) -> None:
+    (tmp_path / "var").mkdir()
+    shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
+    config = make_config(tmp_path, cache=engine_template / "cache",
+                         acd={"queues_dir": str(FLOWS.parent / "queues")})
+    config.control.enabled = True
+    config.control.port = 0
+
+    async def body(engine: Any) -> list[str]:
+        board = await RemoteBoard("127.0.0.1", engine.control.port).connect()
+        try:
+            seats = {name: await board.open_line(name) for name in ("s1", "s2", "s3", "s4")}
+            caller = Caller(await board.open_line("1"))
+            await caller.dial("13912345678")
+            await caller.expect("人工服务请按零")
+            await caller.press("0")
+
+            def ringing() -> list[str]:
+                return [n for n, s in seats.items() if s.status().get("state") == "ringing"]
+
+            assert await seats["s1"].wait_for(lambda: bool(ringing()), 60)
+            (rung,) = ringing()
+            assert seats[rung].status()["caller"] == "13912345678"
+            await seats[rung].off_hook()
+            await caller.expect("为您服务")  # 报工号
+            await seats[rung].hang_up(None)
+            await caller.expect("感谢您的来电")
+            await caller.expect_hangup()
+        finally:
+            await board.close()
+        return caller.transcript_text()
+
+    heard = with_engine(config, body)
+    assert any(text.startswith("工号") and text.endswith("为您服务。") for text in heard)
