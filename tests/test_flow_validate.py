@@ -87,12 +87,12 @@ start: greet
 limits: {max_call_seconds: 1200, max_steps: 300}
 on_failure: to_agent
 prompts:
-  welcome: 欢迎致电95598。
+  welcome: 欢迎致电九五五九八。
   ask_account: 请输入您的十位户号，以井号键结束。
   bad_account: 户号有误。
   no_input: 没有听到您的按键。
-  confirm_account: 确认请按1，重新输入请按2。
-  confirm_short: 请按1或2。
+  confirm_account: 确认请按一，重新输入请按二。
+  confirm_short: 请按一或二。
   invalid_key: 按键无效。
   no_such_account: 查无此户。
   record_after_beep: 请在提示音后留言，按井号键结束。

@@ -215,7 +215,7 @@ CALLER_HANGS_UP = ("collect", Result(Reason.HANGUP))
 MENU = """
 flow: main
 start: menu
-prompts: {welcome: 欢迎致电95598。, menu: 查询电费请按1。, short: 请按1。, invalid: 按键无效。,
+prompts: {welcome: 欢迎致电九五五九八。, menu: 查询电费请按一。, short: 请按一。, invalid: 按键无效。,
           silent: 没有听到按键。, bills: 电费查询。, agent: 正在转人工。, bye: 再见。}
 steps:
   menu:
@@ -239,12 +239,12 @@ async def test_menu_repeats_with_short_prompt_after_invalid_key_and_timeout() ->
     host = FakeHost()
     outcome = await run(flowset(MENU), channel, host=host)
     assert channel.heard == [
-        "欢迎致电95598。",
-        "查询电费请按1。",
+        "欢迎致电九五五九八。",
+        "查询电费请按一。",
         "按键无效。",
-        "请按1。",
+        "请按一。",
         "没有听到按键。",
-        "请按1。",
+        "请按一。",
         "电费查询。",
         "再见。",
     ]
@@ -276,7 +276,7 @@ async def test_menu_max_failures_goes_to_on_failure_without_a_last_notice() -> N
 async def test_menu_barge_in_on_notice_skips_the_repeat_prompt() -> None:
     channel = ScriptedChannel(key("9"), ("play", Result(Reason.DIGIT, "1")), key("1"))
     outcome = await run(flowset(MENU), channel)
-    assert channel.heard[:3] == ["欢迎致电95598。", "查询电费请按1。", "按键无效。"]
+    assert channel.heard[:3] == ["欢迎致电九五五九八。", "查询电费请按一。", "按键无效。"]
     assert channel.heard[3] == "电费查询。"
     assert outcome.path[1] == "main:bills"
 
@@ -285,7 +285,7 @@ async def test_input_failure_without_on_failure_hangs_up() -> None:
     text = """
 flow: main
 start: menu
-prompts: {menu: 请按1。, one: 一。}
+prompts: {menu: 请按一。, one: 一。}
 steps:
   menu: {menu: {prompt: menu, keys: {"1": one}, max_failures: 2}}
   one: {play: one}

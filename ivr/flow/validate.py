@@ -24,6 +24,9 @@ from ivr.flow import model as m
 from ivr.flow.expr import ExprError, compile_expression, parse_template
 from ivr.flow.model import FlowError
 
+# Numbers in spoken text must be written in Chinese: TTS reads "1234" as a quantity.
+_ARABIC_NUMERAL = re.compile(r"[0-9０-９]+")
+
 
 def default_slot_kinds() -> frozenset[str]:
     """The read-out kinds templates may use."""
@@ -142,6 +145,13 @@ class _Checker:
             return
         for slot in segments:
             if isinstance(slot, str):
+                numeral = _ARABIC_NUMERAL.search(slot)
+                if numeral:
+                    self.error(
+                        template.pos_at(template.text.find(numeral[0])),
+                        f"{where}: Arabic numeral {numeral[0]!r} in spoken text; write it in "
+                        "Chinese (一, 二…) or read a value through a slot such as {x:digits}",
+                    )
                 continue
             if slot.kind not in self.slot_kinds:
                 self.error(
@@ -186,6 +196,13 @@ class _Checker:
                             f"{_hint(item.prompt.name, flow.prompts)}",
                         )
         for prompt_id, prompt in flow.prompts.items():
+            numeral = _ARABIC_NUMERAL.search(prompt.text)
+            if numeral:
+                self.error(
+                    prompt.pos,
+                    f"prompt {prompt_id!r}: Arabic numeral {numeral[0]!r} in spoken text; write"
+                    " numbers in Chinese (一, 二…): text-to-speech reads numerals as quantities",
+                )
             if prompt_id not in used:
                 self.warn(prompt.pos, f"prompt {prompt_id!r} is defined but never used")
 
