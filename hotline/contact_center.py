@@ -19,7 +19,8 @@ every batch of actions (no polling). Queue events are drained after every batch 
 published on the bus as ``queue.<kind>`` (``queue.enter``, ``queue.offer``,
 ``queue.ring_no_answer``, ``queue.connect``, ``queue.abandon``, ``queue.agent_status``…);
 ``queue.screen_pop`` carries what the flow handed over (IVR path, keys, variables) for the
-seat that rings.
+seat that rings. The last :data:`RECENT_EVENTS` queue events stay in ``recent_events`` (the
+live log, in the core's clock); the durable log is :mod:`hotline.services.queue_log`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from acd.events import (
     DropLeg,
     Offer,
     Queued,
+    QueueEvent,
     Redirect,
     StopRinging,
     Timeout,
@@ -58,6 +60,7 @@ from ivr.speech.readout import say
 log = structlog.get_logger(__name__)
 
 DEFAULT_AGENT_ANNOUNCEMENT = "工号{agent_id}为您服务。"
+RECENT_EVENTS = 10_000
 MUSIC_PROMPT_ID = "queue.music"
 
 
@@ -118,6 +121,7 @@ class ContactCenter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        self.recent_events: deque[QueueEvent] = deque(maxlen=RECENT_EVENTS)
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, *, login: Iterable[str] = ()) -> None:
@@ -358,6 +362,7 @@ class ContactCenter:
 
     def _publish_events(self) -> None:
         for event in self.acd.drain_events():
+            self.recent_events.append(event)
             self.bus.publish(
                 f"queue.{event.kind.value.lower()}",
                 event.call_id,

@@ -324,3 +324,22 @@ class Outage(Base):
     planned: Mapped[bool] = mapped_column(Boolean, default=False)
     notice: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class QueueEventRecord(Base):
+    """One line of the durable queue event log (an :class:`acd.events.QueueEvent`).
+
+    ``time`` is when the event was published on the bus; rows are read back in ``id`` order,
+    which is the order the core logged them. ``data`` holds the kind's own keys (position,
+    wait, reason, cause…) as listed in :mod:`acd.events`.
+    """
+
+    __tablename__ = "queue_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(24))  # acd.events.EventKind value, "SURVEY"…
+    queue: Mapped[str | None] = mapped_column(String(64), index=True)
+    call_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
