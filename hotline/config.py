@@ -13,6 +13,7 @@ A site file (``hotline.yaml``, or the path in ``HOTLINE_CONFIG``) overrides any 
       lines:
         t1: {flow: main, hangup_signal: busy, busy_cycles: 3}
     numbers: {"95598": main}
+    sip: {host: 0.0.0.0, port: 5060}
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ class ControlSettings:
 
 
 @dataclass(slots=True)
+class SipSettings:
+    """The SIP endpoint callers dial (see docs/sip.md); port 0 binds any free port."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5060
+    rtp_port_min: int = 0  # RTP ports for calls; 0 and 0: any port the OS gives
+    rtp_port_max: int = 0
+    answer_after: float = 0.5  # seconds of ringing (180) before the 200 OK
+
+
+@dataclass(slots=True)
 class SpeechSettings:
     engine: str = "espeak"  # espeak | pyttsx3
     voice: str = "cmn-latn-pinyin"
@@ -86,6 +99,7 @@ class Config:
     log_format: str = "console"  # console | json
     board: BoardSettings = field(default_factory=BoardSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     acd: AcdSettings = field(default_factory=AcdSettings)
     numbers: dict[str, str] = field(default_factory=lambda: {"95598": "main"})
@@ -144,6 +158,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         nested = {
             "board": BoardSettings,
             "control": ControlSettings,
+            "sip": SipSettings,
             "speech": SpeechSettings,
             "acd": AcdSettings,
         }

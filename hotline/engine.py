@@ -30,7 +30,6 @@ from hotline.config import Config
 from hotline.contact_center import ContactCenter
 from hotline.queue_config import check_references, load_queue_dir, seats_missing
 from hotline.services.cdr import CdrWriter, RecordingIndex
-from hotline.services.queue_log import QueueLogWriter
 from hotline.services.registry import ServiceRegistry
 from hotline.store.db import Database
 from hotline.store.demo import ensure_demo_data
@@ -69,10 +68,10 @@ class Engine:
         self.runner: FlowRunner | None = None
         self.board: SimBoard | None = None
         self.control: Any = None
+        self.sip: Any = None  # drivers.sip.transport.SipEndpoint when sip.enabled
         self.contact_center: ContactCenter | None = None
         self.cdr = CdrWriter(self.db, self.bus)
         self.recording_index = RecordingIndex(self.db, self.bus)
-        self.queue_log = QueueLogWriter(self.db, self.bus)
         self.calls: dict[str, asyncio.Task[CallOutcome | None]] = {}
         self.outcomes: dict[str, CallOutcome] = {}
         self._watch_flows = watch_flows
@@ -95,7 +94,6 @@ class Engine:
                     log.info("engine.demo_data_created")
         self.cdr.start()
         self.recording_index.start()
-        self.queue_log.start()
         async with real_work():
             interrupted = await self.cdr.close_interrupted()
         if interrupted:
@@ -142,10 +140,38 @@ class Engine:
 
                 self.control = ControlServer(self.board, cfg.control.host, cfg.control.port)
                 await self.control.start()
+        if cfg.sip.enabled:
+            await self._start_sip()
         if self._watch_flows:
             watcher = self.flows.watch(on_reload=self._flows_reloaded)
             self._tasks.append(asyncio.create_task(watcher, name="flows.watch"))
         log.info("engine.started", flows=sorted(self.flows.current), board=bool(self.board))
+
+    async def _start_sip(self) -> None:
+        """The SIP endpoint: each INVITE runs the flow of its called number (config.numbers)."""
+        from drivers.sip.media import MediaPlane
+        from drivers.sip.transport import SipEndpoint, SipEndpointError
+
+        cfg = self.config
+        media = MediaPlane(
+            cfg.sip.host,
+            port_min=cfg.sip.rtp_port_min,
+            port_max=cfg.sip.rtp_port_max,
+            recordings_dir=cfg.path(cfg.recordings_dir),
+            on_event=self.bus.publish,
+            wall_clock=self.wall_clock,
+        )
+        self.sip = SipEndpoint(
+            media,
+            host=cfg.sip.host,
+            port=cfg.sip.port,
+            on_incoming=self._incoming,
+            answer_after=cfg.sip.answer_after,
+        )
+        try:
+            await self.sip.start()
+        except SipEndpointError as exc:
+            raise EngineError(str(exc)) from exc
 
     def _flows_reloaded(self, report: Any) -> None:
         """A new flow snapshot went live: synthesize its new prompts before callers need them."""
@@ -169,13 +195,14 @@ class Engine:
             await self.control.stop()
         if self.contact_center is not None:
             await self.contact_center.stop()
+        if self.sip is not None:
+            await self.sip.stop()
         if self.board is not None:
             await self.board.stop()
         if self.calls:
             await asyncio.wait(list(self.calls.values()), timeout=5)
         await self.cdr.stop()
         await self.recording_index.stop()
-        await self.queue_log.stop()
         await self.db.close()
         log.info("engine.stopped")
 
@@ -185,7 +212,6 @@ class Engine:
             await asyncio.wait(list(self.calls.values()))
         await self.cdr.flush()
         await self.recording_index.flush()
-        await self.queue_log.flush()
 
     async def _start_contact_center(self) -> None:
         """Queues and seats from ``acd.queues_dir``; none configured: transfers find no agent."""

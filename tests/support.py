@@ -37,6 +37,7 @@ def make_config(
     settings.update(overrides)
     config = load_config(None, root=root, overrides=settings)
     config.control.enabled = False
+    config.sip.port = 0  # any free port: tests run side by side
     config.board.trunks = 8
     return config
 

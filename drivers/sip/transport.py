@@ -1,0 +1,205 @@
+"""The SIP endpoint's I/O shell: a UDP socket feeding the plain :class:`~drivers.sip.uas.Uas`.
+
+:class:`SipEndpoint` binds ``host:port`` (port 0: any free port, see :attr:`port`), hands every
+datagram to the UAS with the loop's time, sends what it returns, and turns its call events
+into :class:`~drivers.sip.channel.SipChannel` objects for the engine (``on_incoming``). Answering
+binds the call's RTP port in the :class:`~drivers.sip.media.MediaPlane`, builds the SDP answer
+(:func:`~drivers.sip.sdp.answer_offer`) and starts the stream on the shared media clock. A
+timer runs the UAS's Timer G/H while a 200 OK waits for its ACK. Nothing a peer sends can stop
+the endpoint: every datagram is handled inside its own ``try``.
+
+Calls from any source may only reach flows: nothing here places outbound calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import Callable
+
+import structlog
+
+from drivers.channel import HangupCause, HungUp
+from drivers.sip.channel import SipChannel
+from drivers.sip.media import MediaError, MediaPlane
+from drivers.sip.sdp import OfferRejected, answer_offer, serialize_sdp
+from drivers.sip.uas import T1, CallGone, Event, NewCall, Send, Uas, UasCall
+
+log = structlog.get_logger(__name__)
+
+_GONE_CAUSES = {
+    "bye": HangupCause.REMOTE_BYE,
+    "cancelled": HangupCause.CANCELLED,
+    "no_ack": HangupCause.ERROR,
+}
+_call_numbers = itertools.count(1)
+
+
+class SipEndpointError(RuntimeError):
+    """The SIP socket cannot be opened."""
+
+
+class _SipProtocol(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.endpoint.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP port unreachable and the like
+        log.debug("sip.socket_error", error=str(exc))
+
+
+class SipEndpoint:
+    """One UDP SIP endpoint of the engine (UAS only)."""
+
+    def __init__(
+        self,
+        media: MediaPlane,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5060,
+        on_incoming: Callable[[SipChannel], None],
+        answer_after: float = 0.5,
+        name: str = "sip",
+    ) -> None:
+        self.media = media
+        self.host = host
+        self.port = port
+        self.on_incoming = on_incoming
+        self.answer_after = answer_after
+        self.name = name
+        self.uas: Uas | None = None
+        self.channels: dict[str, SipChannel] = {}
+        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.malformed = 0
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _SipProtocol(self), local_addr=(self.host, self.port)
+            )
+        except OSError as exc:
+            raise SipEndpointError(
+                f"cannot listen for SIP on udp {self.host}:{self.port}: {exc.strerror or exc}"
+                " (set sip.port to a free port, or 0 for any)"
+            ) from exc
+        self._transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]
+        self.uas = Uas(self.host, self.port)
+        log.info("sip.listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        for channel in list(self.channels.values()):
+            await channel.hangup()
+        self.media.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def call_id_for(self, call: UasCall) -> str:
+        return f"{self.name}-{next(_call_numbers):06d}-{secrets.token_hex(3)}"
+
+    # --- input -------------------------------------------------------------------------
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.uas is not None and self._loop is not None
+        try:
+            self._handle(self.uas.receive(data, addr, self._loop.time()))
+        except Exception:  # never let one datagram harm the endpoint or other calls
+            self.malformed += 1
+            log.exception("sip.datagram_failed", source=f"{addr[0]}:{addr[1]}", size=len(data))
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Send):
+                if self._transport is not None:
+                    self._transport.sendto(event.data, event.address)
+            elif isinstance(event, NewCall):
+                channel = SipChannel(self, event.call)
+                event.call.data["channel"] = channel
+                self.channels[channel.call_id] = channel
+                log.info(
+                    "sip.invite",
+                    call_id=channel.call_id,
+                    sip_call_id=event.call.call_id,
+                    caller=channel.caller,
+                    called=channel.called,
+                )
+                self.on_incoming(channel)
+            elif isinstance(event, CallGone):
+                channel = event.call.data.get("channel")  # type: ignore[assignment]
+                if isinstance(channel, SipChannel):
+                    self._release(channel)
+                    channel.ended(_GONE_CAUSES[event.why])
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None and self.uas is not None and self.uas.waiting_for_ack:
+            assert self._loop is not None
+            self._timer = self._loop.call_later(T1 / 2, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        assert self.uas is not None and self._loop is not None
+        try:
+            self._handle(self.uas.tick(self._loop.time()))
+        except Exception:
+            log.exception("sip.timer_failed")
+
+    # --- the engine's side -------------------------------------------------------------
+    async def answer(self, channel: SipChannel) -> None:
+        """Bind the call's RTP port, send 200 OK with the SDP answer, start the media."""
+        assert self.uas is not None and self._loop is not None
+        call = channel.call
+        try:
+            stream = await self.media.open(channel)
+        except MediaError as exc:
+            log.error("sip.no_rtp_port", call_id=channel.call_id, error=str(exc))
+            self._handle(self.uas.reject(call, 503, "Service Unavailable"))
+            self._release(channel)
+            channel.ended(HangupCause.ERROR)
+            raise HungUp(HangupCause.ERROR) from exc
+        if channel.hung_up:  # cancelled while the port was being bound
+            self.media.close(stream)
+            raise HungUp(channel.hangup_cause or HangupCause.CANCELLED)
+        try:
+            answer, plan = answer_offer(
+                call.offer,
+                local_address=self.host,
+                local_port=stream.port,
+                session_id=secrets.randbits(31),
+            )
+        except OfferRejected as exc:  # checked at INVITE time already; kept for safety
+            self.media.close(stream)
+            self._handle(self.uas.reject(call, 488, "Not Acceptable Here"))
+            self._release(channel)
+            channel.ended(HangupCause.ERROR)
+            raise HungUp(HangupCause.ERROR) from exc
+        channel.stream = stream
+        self.media.start(stream, plan)
+        self._handle(self.uas.answer(call, serialize_sdp(answer), self._loop.time()))
+        log.info(
+            "sip.answered",
+            call_id=channel.call_id,
+            codec=plan.codec,
+            rtp_port=stream.port,
+            dtmf="rfc4733" if plan.event_payload_type is not None else "in-band",
+        )
+
+    def engine_hangs_up(self, channel: SipChannel) -> None:
+        """The engine ends the call: BYE (or 480 before answer), media stopped."""
+        assert self.uas is not None
+        self._release(channel)
+        self._handle(self.uas.hangup(channel.call))
+
+    def _release(self, channel: SipChannel) -> None:
+        self.channels.pop(channel.call_id, None)
+        if channel.stream is not None:
+            self.media.close(channel.stream)

@@ -1,0 +1,329 @@
+"""The engine's SIP user-agent server as a plain object: datagrams in, datagrams and events out.
+
+:class:`Uas` keeps the INVITE server transactions and dialogs of the calls that reach the
+engine over UDP. It does no I/O and reads no clock: the transport shell feeds it each
+datagram with its source address and the current time, calls :meth:`Uas.tick` for the
+timers, and sends what comes back.
+
+Why not aiosipua's transaction layer: it assumes it owns the socket and parses with its own
+lax parser (see docs/sip.md), and on Python 3.11 it rejects uvloop's datagram transport. The
+UAS side the engine needs — INVITE/ACK/CANCEL/BYE/OPTIONS over UDP, with the 2xx retransmitted
+until ACK (RFC 3261 §13.3.1.4, Timers G and H) — is small enough to keep here, where every
+step is tested directly with ``now`` passed in (``tests/test_sip_uas.py``).
+
+Flow of a call: INVITE → 100 Trying, then (offer acceptable) 180 Ringing and a
+:class:`NewCall` event, or 488 when no codec is common. The shell answers with
+:meth:`Uas.answer` (200 OK + SDP, retransmitted until ACK), or :meth:`Uas.reject`. CANCEL
+before the 200 → 200 for the CANCEL, 487 for the INVITE and :class:`CallGone` (``cancelled``).
+BYE from the far end → 200 and :class:`CallGone` (``bye``). :meth:`Uas.hangup` sends BYE.
+Malformed requests get the 400 of :func:`~drivers.sip.message.error_response` or are dropped.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import secrets
+from dataclasses import dataclass, field
+
+from drivers.sip.message import (
+    Headers,
+    ParseError,
+    Request,
+    Response,
+    error_response,
+    parse,
+    parse_sip_uri,
+    response_to,
+    screen_request,
+)
+from drivers.sip.sdp import OfferRejected, SdpError, Session, answer_offer, parse_sdp
+
+T1 = 0.5  # RFC 3261 timer values (seconds)
+T2 = 4.0
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+
+Address = tuple[str, int]
+
+
+class CallState(enum.StrEnum):
+    RINGING = "ringing"  # 180 sent, waiting for the engine to answer
+    ANSWERED = "answered"  # 200 sent, waiting for ACK
+    CONFIRMED = "confirmed"  # ACK received
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Send:
+    """A datagram for the shell to send."""
+
+    data: bytes
+    address: Address
+
+
+@dataclass(slots=True)
+class NewCall:
+    """An acceptable INVITE: the shell makes a channel and answers (or rejects) it."""
+
+    call: UasCall
+
+
+@dataclass(slots=True)
+class CallGone:
+    """A call ended by the far end (``bye``), before answer (``cancelled``) or without ACK
+    (``no_ack``; the UAS sent BYE)."""
+
+    call: UasCall
+    why: str
+
+
+Event = Send | NewCall | CallGone
+
+
+@dataclass(slots=True, eq=False)
+class UasCall:
+    """One incoming call: its INVITE, dialog identifiers and where to reach the caller."""
+
+    call_id: str
+    invite: Request
+    source: Address
+    offer: Session
+    caller: str
+    called: str
+    to_tag: str
+    state: CallState = CallState.RINGING
+    last_response: bytes = b""  # resent when the INVITE is retransmitted
+    local_cseq: int = 0
+    remote_target: Address | None = None
+    ok: bytes = b""  # the 200 OK, retransmitted until ACK
+    resend_at: float = 0.0
+    interval: float = T1
+    give_up_at: float = 0.0
+    data: dict[str, object] = field(default_factory=dict)  # the shell's per-call data
+
+
+class Uas:
+    """INVITE server transactions and dialogs for the calls of one SIP endpoint."""
+
+    def __init__(self, host: str, port: int, *, user_agent: str = "hotline-95598") -> None:
+        self.host = host
+        self.port = port
+        self.user_agent = user_agent
+        self.calls: dict[str, UasCall] = {}
+        self._ids = itertools.count(1)
+
+    # --- input -------------------------------------------------------------------------
+    def receive(self, data: bytes, source: Address, now: float) -> list[Event]:
+        """Events caused by one datagram. Never raises for anything a peer can send."""
+        try:
+            message = parse(data)
+        except ParseError as exc:
+            reply = error_response(data, exc)
+            return [Send(reply, source)] if reply is not None else []
+        if isinstance(message, Response):
+            return []  # responses to our BYE: nothing to do
+        rejection = screen_request(message)
+        if rejection is not None:
+            if message.method == "ACK":
+                return []
+            response = response_to(message, rejection.status, rejection.reason)
+            for name, value in rejection.headers:
+                response.headers.add(name, value)
+            return [self._send(response, source)]
+        try:
+            return self._request(message, source, now)
+        except (ParseError, ValueError) as exc:  # a header only read now turned out bad
+            if message.method == "ACK":
+                return []
+            reason = exc.reason if isinstance(exc, ParseError) else str(exc)
+            return [self._send(response_to(message, 400, reason[:100] or "Bad Request"), source)]
+
+    def _request(self, request: Request, source: Address, now: float) -> list[Event]:
+        method = request.method
+        if method == "INVITE":
+            return self._invite(request, source)
+        if method == "ACK":
+            return self._ack(request, now)
+        if method == "CANCEL":
+            return self._cancel(request, source)
+        if method == "BYE":
+            return self._bye(request, source)
+        if method == "OPTIONS":
+            response = response_to(request, 200, "OK", self._tag())
+            response.headers.add("Allow", ALLOW)
+            response.headers.add("Accept", "application/sdp")
+            return [self._send(response, source)]
+        response = response_to(request, 405, "Method Not Allowed")
+        response.headers.add("Allow", ALLOW)
+        return [self._send(response, source)]
+
+    def _invite(self, request: Request, source: Address) -> list[Event]:
+        call_id = request.call_id or ""
+        existing = self.calls.get(call_id)
+        if existing is not None:
+            if request.to.tag is None and existing.last_response:
+                return [Send(existing.last_response, source)]  # a retransmitted INVITE
+            response = response_to(request, 488, "Not Acceptable Here")
+            response.headers.add("Warning", '399 hotline "re-INVITE not supported yet"')
+            return [self._send(response, source)]
+        if request.to.tag is not None:
+            return [
+                self._send(response_to(request, 481, "Call/Transaction Does Not Exist"), source)
+            ]
+        out: list[Event] = [self._send(response_to(request, 100, "Trying"), source)]
+        try:
+            offer = parse_sdp(request.body)
+            answer_offer(offer, local_address=self.host, local_port=0, session_id=0)
+        except (SdpError, OfferRejected) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            response = response_to(request, 488, "Not Acceptable Here", self._tag())
+            response.headers.add("Warning", f'399 hotline "{_quote(reason)}"')
+            out.append(self._send(response, source))
+            return out
+        called = parse_sip_uri(request.uri).user or "" if request.uri.startswith("sip") else ""
+        caller_uri = request.from_.uri
+        caller = parse_sip_uri(caller_uri).user or "" if caller_uri.startswith("sip") else ""
+        call = UasCall(call_id, request, source, offer, caller, called, self._tag())
+        call.remote_target = _contact_address(request, source)
+        ringing = response_to(request, 180, "Ringing", call.to_tag)
+        call.last_response = self._bytes(ringing, contact=True)
+        self.calls[call_id] = call
+        out.append(Send(call.last_response, source))
+        out.append(NewCall(call))
+        return out
+
+    def _ack(self, request: Request, now: float) -> list[Event]:
+        call = self.calls.get(request.call_id or "")
+        if call is not None and call.state is CallState.ANSWERED:
+            call.state = CallState.CONFIRMED
+            call.ok = b""
+        return []  # ACKs of 3xx-6xx and stray ACKs are absorbed
+
+    def _cancel(self, request: Request, source: Address) -> list[Event]:
+        call = self.calls.get(request.call_id or "")
+        if call is None or call.invite.top_via.branch != request.top_via.branch:
+            return [
+                self._send(response_to(request, 481, "Call/Transaction Does Not Exist"), source)
+            ]
+        out: list[Event] = [self._send(response_to(request, 200, "OK", call.to_tag), source)]
+        if call.state is CallState.RINGING:
+            terminated = response_to(call.invite, 487, "Request Terminated", call.to_tag)
+            out.append(self._send(terminated, call.source))
+            self._end(call)
+            out.append(CallGone(call, "cancelled"))
+        return out
+
+    def _bye(self, request: Request, source: Address) -> list[Event]:
+        call = self.calls.get(request.call_id or "")
+        if call is None or call.state is CallState.RINGING:
+            return [
+                self._send(response_to(request, 481, "Call/Transaction Does Not Exist"), source)
+            ]
+        self._end(call)
+        return [self._send(response_to(request, 200, "OK"), source), CallGone(call, "bye")]
+
+    # --- the engine's side -----------------------------------------------------------------
+    def answer(self, call: UasCall, sdp: bytes, now: float) -> list[Event]:
+        """200 OK with the SDP answer, retransmitted by :meth:`tick` until the ACK."""
+        if call.state is not CallState.RINGING:
+            return []
+        ok = response_to(call.invite, 200, "OK", call.to_tag)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = sdp
+        call.ok = call.last_response = self._bytes(ok, contact=True)
+        call.state = CallState.ANSWERED
+        call.interval = T1
+        call.resend_at = now + T1
+        call.give_up_at = now + 64 * T1
+        return [Send(call.ok, call.source)]
+
+    def reject(self, call: UasCall, status: int, reason: str) -> list[Event]:
+        """A final error response before answer (e.g. 480 when no flow takes the call)."""
+        if call.state is not CallState.RINGING:
+            return []
+        response = response_to(call.invite, status, reason, call.to_tag)
+        self._end(call)
+        return [self._send(response, call.source)]
+
+    def hangup(self, call: UasCall) -> list[Event]:
+        """The engine ends the call: BYE once answered, 480 before."""
+        if call.state is CallState.RINGING:
+            return self.reject(call, 480, "Temporarily Unavailable")
+        if call.state is CallState.ENDED:
+            return []
+        self._end(call)
+        return [Send(self._bye_request(call), call.remote_target or call.source)]
+
+    def tick(self, now: float) -> list[Event]:
+        """Timer G (resend the 200 at T1, 2·T1 … T2) and Timer H (no ACK after 64·T1: BYE)."""
+        out: list[Event] = []
+        for call in list(self.calls.values()):
+            if call.state is not CallState.ANSWERED:
+                continue
+            if now >= call.give_up_at:
+                out.extend(self.hangup(call))
+                out.append(CallGone(call, "no_ack"))
+                continue
+            if now < call.resend_at:
+                continue
+            out.append(Send(call.ok, call.source))
+            call.interval = min(2 * call.interval, T2)
+            call.resend_at = now + call.interval
+        return out
+
+    @property
+    def waiting_for_ack(self) -> bool:
+        return any(c.state is CallState.ANSWERED for c in self.calls.values())
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _end(self, call: UasCall) -> None:
+        call.state = CallState.ENDED
+        call.ok = b""
+        self.calls.pop(call.call_id, None)
+
+    def _bye_request(self, call: UasCall) -> bytes:
+        invite = call.invite
+        call.local_cseq += 1
+        host, port = call.remote_target or call.source
+        headers = Headers()
+        headers.add(
+            "Via", f"SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)}"
+        )
+        headers.add("Max-Forwards", "70")
+        to_value = invite.headers.get("to") or ""
+        headers.add("From", f"{to_value};tag={call.to_tag}")
+        headers.add("To", invite.headers.get("from") or "")
+        headers.add("Call-ID", call.call_id)
+        headers.add("CSeq", f"{call.local_cseq} BYE")
+        headers.add("User-Agent", self.user_agent)
+        contact = invite.contacts[0].uri if invite.headers.get("contact") else f"sip:{host}:{port}"
+        return bytes(Request(headers, b"", "BYE", contact))
+
+    def _send(self, response: Response, address: Address) -> Send:
+        return Send(self._bytes(response), address)
+
+    def _bytes(self, response: Response, *, contact: bool = False) -> bytes:
+        if contact:
+            response.headers.add("Contact", f"<sip:95598@{self.host}:{self.port}>")
+            response.headers.add("Allow", ALLOW)
+        response.headers.add("Server", self.user_agent)
+        return bytes(response)
+
+    def _tag(self) -> str:
+        return f"{secrets.token_hex(4)}{next(self._ids):x}"
+
+
+def _contact_address(request: Request, source: Address) -> Address:
+    """Where in-dialog requests go: the Contact's host and port, else the packet's source."""
+    try:
+        contacts = request.contacts
+        if contacts and contacts[0].uri.startswith("sip"):
+            uri = parse_sip_uri(contacts[0].uri)
+            return (uri.host, uri.port or 5060)
+    except ParseError:
+        pass
+    return source
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")[:120]

@@ -1,0 +1,174 @@
+"""The plain UAS state machine: INVITE/ACK/CANCEL/BYE/OPTIONS, Timer G/H, malformed input."""
+
+from __future__ import annotations
+
+from drivers.sip.message import parse
+from drivers.sip.uas import T1, T2, CallGone, CallState, NewCall, Send, Uas
+
+CALLER = ("127.0.0.1", 40000)
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 40002 RTP/AVP {formats}\r\n{maps}"
+)
+
+
+def sdp(formats: str = "0 101") -> str:
+    maps = "a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    if formats.startswith("18"):
+        maps = "a=rtpmap:18 G729/8000\r\n"
+    return OFFER.format(formats=formats, maps=maps)
+
+
+def request(
+    method: str,
+    *,
+    call_id: str = "c1",
+    branch: str = "z9hG4bKa1",
+    cseq: int = 1,
+    to_tag: str = "",
+    body: str = "",
+    cseq_method: str | None = None,
+) -> bytes:
+    to = "<sip:95598@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+    lines = [
+        f"{method} sip:95598@127.0.0.1 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:40000;branch={branch}",
+        "Max-Forwards: 70",
+        "From: <sip:13800000000@127.0.0.1>;tag=abc",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {cseq_method or method}",
+        "Contact: <sip:13800000000@127.0.0.1:40000>",
+    ]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def statuses(events: list) -> list[int]:
+    """Status codes sent (read from the status line: a 400 echoes the bad headers as sent)."""
+    out = []
+    for e in events:
+        if isinstance(e, Send) and e.data.startswith(b"SIP/2.0 "):
+            out.append(int(e.data.split(b" ", 2)[1]))
+    return out
+
+
+def invite(uas: Uas, **kw) -> tuple[list, object]:
+    events = uas.receive(request("INVITE", body=sdp(), **kw), CALLER, 0.0)
+    calls = [e.call for e in events if isinstance(e, NewCall)]
+    return events, calls[0] if calls else None
+
+
+def test_invite_rings_then_answer_sends_200_with_sdp_and_ack_confirms() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    events, call = invite(uas)
+    assert statuses(events) == [100, 180]
+    assert call.called == "95598" and call.caller == "13800000000"
+    (ok,) = uas.answer(call, b"v=0\r\n", 1.0)
+    response = parse(ok.data)
+    assert response.status == 200 and response.body == b"v=0\r\n"
+    assert response.to.tag == call.to_tag and response.headers.get("contact")
+    uas.receive(request("ACK", to_tag=call.to_tag, branch="z9hG4bKack"), CALLER, 1.1)
+    assert call.state is CallState.CONFIRMED
+    assert uas.tick(10.0) == []
+
+
+def test_no_common_codec_is_488_and_no_call() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    events = uas.receive(request("INVITE", body=sdp("18")), CALLER, 0.0)
+    assert statuses(events) == [100, 488]
+    assert not any(isinstance(e, NewCall) for e in events) and not uas.calls
+
+
+def test_retransmitted_invite_gets_the_last_response_again() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    again = uas.receive(request("INVITE", body=sdp()), CALLER, 0.2)
+    assert statuses(again) == [180] and not any(isinstance(e, NewCall) for e in again)
+
+
+def test_cancel_before_answer_is_200_and_487_and_the_call_is_gone() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    events = uas.receive(request("CANCEL"), CALLER, 0.5)
+    assert statuses(events) == [200, 487]
+    assert parse(events[1].data).cseq.method == "INVITE"
+    assert [e.why for e in events if isinstance(e, CallGone)] == ["cancelled"]
+    assert uas.answer(call, b"", 0.6) == []  # too late to answer
+
+
+def test_cancel_of_unknown_transaction_is_481() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    assert statuses(uas.receive(request("CANCEL", call_id="nope"), CALLER, 0)) == [481]
+
+
+def test_bye_from_the_caller_is_200_and_ends_the_call() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    uas.answer(call, b"", 0.0)
+    events = uas.receive(request("BYE", to_tag=call.to_tag, cseq=2), CALLER, 3.0)
+    assert statuses(events) == [200]
+    assert [e.why for e in events if isinstance(e, CallGone)] == ["bye"]
+    assert statuses(uas.receive(request("BYE", to_tag=call.to_tag, cseq=3), CALLER, 3)) == [481]
+
+
+def test_engine_hangup_sends_bye_in_the_dialog() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    uas.answer(call, b"", 0.0)
+    (bye,) = uas.hangup(call)
+    message = parse(bye.data)
+    assert message.method == "BYE" and bye.address == ("127.0.0.1", 40000)
+    assert message.uri == "sip:13800000000@127.0.0.1:40000"
+    assert message.from_.tag == call.to_tag and message.to.tag == "abc"
+    assert message.call_id == "c1" and uas.hangup(call) == []
+
+
+def test_engine_hangup_before_answer_is_480() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    assert statuses(uas.hangup(call)) == [480]
+
+
+def test_200_is_retransmitted_timer_g_until_timer_h_then_bye() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    uas.answer(call, b"", 0.0)
+    resent, now, interval = [], T1, T1
+    while now < 64 * T1:
+        events = uas.tick(now)
+        resent += [now for e in events if isinstance(e, Send)]
+        interval = min(2 * interval, T2)
+        now += interval
+    assert resent[:4] == [T1, 3 * T1, 7 * T1, 15 * T1]
+    events = uas.tick(64 * T1)
+    assert [parse(e.data).method for e in events if isinstance(e, Send)] == ["BYE"]
+    assert [e.why for e in events if isinstance(e, CallGone)] == ["no_ack"]
+
+
+def test_options_is_200_with_allow() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    (reply,) = uas.receive(request("OPTIONS"), CALLER, 0)
+    response = parse(reply.data)
+    assert response.status == 200 and "INVITE" in response.headers.get("allow")
+
+
+def test_malformed_requests_get_400_or_are_dropped_and_calls_survive() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    bad = request("INVITE", call_id="c2", body=sdp()).replace(b"CSeq: 1 INVITE", b"CSeq: x INVITE")
+    assert statuses(uas.receive(bad, CALLER, 0.1)) == [400]
+    assert uas.receive(b"\x00\xff garbage", CALLER, 0.1) == []
+    wrong_method = request("INVITE", call_id="c3", body=sdp(), cseq_method="BYE")
+    assert statuses(uas.receive(wrong_method, CALLER, 0.1)) == [400]
+    bad_sdp = request("INVITE", call_id="c4", body="v=0\r\nnonsense\r\n")
+    assert 488 in statuses(uas.receive(bad_sdp, CALLER, 0.1))
+    assert list(uas.calls) == ["c1"] and call.state is CallState.RINGING
+    assert parse(uas.answer(call, b"", 0.2)[0].data).status == 200
+
+
+def test_unknown_method_is_405() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    assert statuses(uas.receive(request("SUBSCRIBE"), CALLER, 0)) == [405]
