@@ -30,6 +30,7 @@ from hotline.config import Config
 from hotline.contact_center import ContactCenter
 from hotline.queue_config import check_references, load_queue_dir, seats_missing
 from hotline.services.cdr import CdrWriter, RecordingIndex
+from hotline.services.queue_log import QueueLogWriter
 from hotline.services.registry import ServiceRegistry
 from hotline.store.db import Database
 from hotline.store.demo import ensure_demo_data
@@ -72,6 +73,7 @@ class Engine:
         self.contact_center: ContactCenter | None = None
         self.cdr = CdrWriter(self.db, self.bus)
         self.recording_index = RecordingIndex(self.db, self.bus)
+        self.queue_log = QueueLogWriter(self.db, self.bus)
         self.calls: dict[str, asyncio.Task[CallOutcome | None]] = {}
         self.outcomes: dict[str, CallOutcome] = {}
         self._watch_flows = watch_flows
@@ -94,6 +96,7 @@ class Engine:
                     log.info("engine.demo_data_created")
         self.cdr.start()
         self.recording_index.start()
+        self.queue_log.start()
         async with real_work():
             interrupted = await self.cdr.close_interrupted()
         if interrupted:
@@ -203,6 +206,7 @@ class Engine:
             await asyncio.wait(list(self.calls.values()), timeout=5)
         await self.cdr.stop()
         await self.recording_index.stop()
+        await self.queue_log.stop()
         await self.db.close()
         log.info("engine.stopped")
 
@@ -212,6 +216,7 @@ class Engine:
             await asyncio.wait(list(self.calls.values()))
         await self.cdr.flush()
         await self.recording_index.flush()
+        await self.queue_log.flush()
 
     async def _start_contact_center(self) -> None:
         """Queues and seats from ``acd.queues_dir``; none configured: transfers find no agent."""
