@@ -13,6 +13,10 @@ definitions (:mod:`hotline.queue_config`) and carries out the actions it returns
   ``full`` and the flow goes on (voice message);
 - ``Announce`` → the caller's position is read out between the waiting prompts.
 
+When the agent hangs up first and the queue has a ``survey`` flow, the caller is moved to it
+(满意度: "满意请按一…"; the flow stores the score with ``surveys.store``) before the transfer
+step returns; the survey flow ends the call.
+
 While queued, a caller hears the queue's waiting prompt and a short synthesized melody in a
 loop. The core's timers are driven by one loop timer set to ``Acd.next_deadline()`` after
 every batch of actions (no polling). Queue events are drained after every batch and
@@ -29,7 +33,7 @@ import asyncio
 import contextlib
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +102,7 @@ class ContactCenter:
         *,
         agent_announcement: str = DEFAULT_AGENT_ANNOUNCEMENT,
         rng: random.Random | None = None,
+        run_flow: Callable[[Channel, str], Awaitable[Any]] | None = None,
     ) -> None:
         self.definition = definition
         self.queues = definition.queues
@@ -105,6 +110,7 @@ class ContactCenter:
         self.speech = speech
         self.bus = bus
         self.agent_announcement = agent_announcement
+        self.run_flow = run_flow  # runs a flow (the survey) on a caller's channel
         self.acd = Acd(rng=rng or random.Random(0))
         for queue in definition.queues.values():
             self.acd.add_queue(queue.config)
@@ -257,6 +263,13 @@ class ContactCenter:
         self.bus.publish(
             "queue.call_finished", call_id, **info, ended_by=by, reason=str(result.reason)
         )
+        survey = waiting.queue.survey
+        if by == "agent" and survey and not channel.hung_up:
+            if self.run_flow is None:
+                log.warning("queue.survey_not_run", call_id=call_id, flow=survey)
+            else:
+                await self.run_flow(channel, survey)
+                return TransferResult("connected", {**info, "ended_by": by, "survey": survey})
         return TransferResult("connected", {**info, "ended_by": by})
 
     # --- seats -------------------------------------------------------------------------------

@@ -244,11 +244,18 @@ class Engine:
             self.bus,
             agent_announcement=settings.agent_announcement,
             rng=random.Random(settings.seed),
+            run_flow=self._run_flow,
         )
         async with real_work():
             await self.speech.warm(self.contact_center.prompt_texts(), progress=False)
         self.contact_center.start(login=definition.agents if settings.login_at_start else ())
         log.info("engine.queues", queues=sorted(definition.queues), agents=len(definition.agents))
+
+    async def _run_flow(self, channel: Channel, flow_id: str) -> CallOutcome:
+        """Run a flow on a caller already in a call (the post-call survey)."""
+        assert self.runner is not None
+        await self.queue_log.flush()  # the survey's score is filed under the call's CONNECT
+        return await self.runner.run(channel, self.flows.current, flow_id)
 
     # --- agent control (Python API; the desktop's HTTP/WebSocket API builds on it) ---------------
     def _center(self) -> ContactCenter:

@@ -13,6 +13,8 @@ A queue file holds one queue; its keys are the fields of :class:`acd.queues.Queu
     on_no_agent: leave_message      # set: callers leave when no member is logged in
     waiting_prompt: 坐席正忙，请您耐心等待。
     announce_agent: true            # 报工号 on answer
+    survey: survey                  # optional: a flow the caller is moved to when the
+                                    # agent hangs up first (满意度 survey)
 
 ``agents.yaml`` (the same folder) lists the agents and the seat (station line) each sits at::
 
@@ -66,7 +68,7 @@ _NESTED = {
     "announcements": Announcements,
 }
 _QUEUE_KEYS = (
-    {"queue", "title", "strategy", "skills", "waiting_prompt", "announce_agent"}
+    {"queue", "title", "strategy", "skills", "waiting_prompt", "announce_agent", "survey"}
     | set(_DESTINATIONS)
     | set(_NUMBERS)
     | set(_NESTED)
@@ -82,6 +84,7 @@ class QueueDefinition:
     title: str = ""
     waiting_prompt: str = DEFAULT_WAITING_PROMPT
     announce_agent: bool = True
+    survey: str | None = None  # flow id of the post-call satisfaction survey
     file: str = ""
 
     @property
@@ -243,8 +246,15 @@ def load_queue_text(text: str, file: str) -> tuple[QueueDefinition | None, list[
             except (TypeError, ValueError) as exc:
                 bad(key, f"{key}: {exc}")
     extras: dict[str, Any] = {"file": file}
-    for key, kind in (("title", str), ("waiting_prompt", str), ("announce_agent", bool)):
+    for key, kind in (
+        ("title", str),
+        ("waiting_prompt", str),
+        ("announce_agent", bool),
+        ("survey", str),
+    ):
         if key in data:
+            if key == "survey" and data[key] is None:
+                continue
             if not isinstance(data[key], kind):
                 bad(key, f"{key} must be {'text' if kind is str else 'true or false'}")
             else:
@@ -351,8 +361,10 @@ def load_agents_text(text: str, file: str) -> tuple[dict[str, SeatedAgent], list
 def check_references(
     definition: ContactCenterDefinition, flow_ids: Iterable[str]
 ) -> list[FlowError]:
-    """Destinations (``on_timeout``, ``on_no_agent``, ``on_full``) must name a flow or a queue."""
-    targets = set(flow_ids) | set(definition.queues)
+    """Destinations (``on_timeout``, ``on_no_agent``, ``on_full``) must name a flow or a queue;
+    ``survey`` must name a flow."""
+    flow_ids = set(flow_ids)
+    targets = flow_ids | set(definition.queues)
     errors: list[FlowError] = []
     for q in definition.queues.values():
         for key, attr in _DESTINATIONS.items():
@@ -366,6 +378,10 @@ def check_references(
                         f"queue {q.name}: {key} {value!r} is neither a flow nor a queue",
                     )
                 )
+        if q.survey is not None and q.survey not in flow_ids:
+            errors.append(
+                FlowError(q.file, 1, 1, f"queue {q.name}: survey {q.survey!r} is not a flow")
+            )
     return errors
 
 

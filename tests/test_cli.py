@@ -31,7 +31,7 @@ def test_flows_check_accepts_the_shipped_flows() -> None:
     done = hotline("flows", "check", str(FLOWS))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == ""
-    assert "5 flow file(s) OK" in done.stderr
+    assert "6 flow file(s) OK" in done.stderr
 
 
 def test_flows_check_prints_one_located_line_per_problem(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ name                           args                            statuses
                                                                ``not_found``
 ``voice_messages.store``       ``path``, ``seconds``,          ``ok``
                                ``account`` (optional)
+``surveys.store``              ``score`` (1/2/3, e.g. the      ``ok`` / ``invalid``
+                               key pressed)
 =============================  ==============================  ===============================
 
 Work-order fields (flat, or as a ``fields`` mapping): ``account`` (or ``account_no``),
@@ -44,7 +46,7 @@ from typing import Any
 import structlog
 
 from hotline.bus import Bus
-from hotline.services import billing, outages, voice_messages, work_orders
+from hotline.services import billing, outages, surveys, voice_messages, work_orders
 from hotline.store.db import Database
 from hotline.store.models import utc_now
 from ivr.ports import CallContext, ServiceResult
@@ -63,6 +65,7 @@ SERVICE_NAMES: frozenset[str] = frozenset(
         "work_orders.submit",
         "work_orders.for_account",
         "voice_messages.store",
+        "surveys.store",
     }
 )
 """Every service name, for checking flows without a database (``hotline flows check``)."""
@@ -117,6 +120,7 @@ class ServiceRegistry:
             "work_orders.submit": self._submit_order,
             "work_orders.for_account": self._orders_for_account,
             "voice_messages.store": self._store_voice_message,
+            "surveys.store": self._store_survey,
         }
         assert frozenset(self._handlers) == SERVICE_NAMES
 
@@ -239,3 +243,10 @@ class ServiceRegistry:
             caller=ctx.caller,
             now=self.clock(),
         )
+
+    # -- post-call survey ---------------------------------------------------------------------
+
+    async def _store_survey(self, args: dict[str, Any], ctx: CallContext) -> ServiceResult:
+        score = _take(args, "score")
+        _no_more(args)
+        return await surveys.store(self.db, call_id=ctx.call_id, score=score, now=self.clock())

@@ -343,3 +343,20 @@ class QueueEventRecord(Base):
     call_id: Mapped[str | None] = mapped_column(String(64), index=True)
     agent_id: Mapped[str | None] = mapped_column(String(16), index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CallSurvey(Base):
+    """A caller's post-call satisfaction score (满意度) for the agent who served them.
+
+    ``score``: 1 满意 (satisfied), 2 基本满意 (fairly satisfied), 3 不满意 (dissatisfied).
+    """
+
+    __tablename__ = "call_surveys"
+    __table_args__ = (CheckConstraint("score IN (1, 2, 3)", name="score"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    queue: Mapped[str | None] = mapped_column(String(64), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    score: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
