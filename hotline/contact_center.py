@@ -13,6 +13,17 @@ definitions (:mod:`hotline.queue_config`) and carries out the actions it returns
   ``full`` and the flow goes on (voice message);
 - ``Announce`` → the caller's position is read out between the waiting prompts.
 
+Queued callback (``callback: {offer_after, key}`` in the queue file): after ``offer_after``
+seconds the waiting caller hears "如需回电请按一" in every round; pressing the key asks the core
+to ``request_callback`` (the callback keeps the caller's place, never ahead of earlier
+callers), the caller hears that the callback is registered and the transfer step ends with
+``callback``. When the core offers that place to an agent (``Offer(callback=True)``) the seat
+rings with the caller's number; once the agent answers (``Connect(callback=True)``) the
+caller is dialled on a free trunk (:meth:`SimBoard.dial`), hears 报工号 on answer and is
+bridged with the agent; no answer within :data:`CALLBACK_RING_SECONDS` ends the callback. The
+result is published as ``queue.callback_result`` (``result``: ``answered`` / ``no_answer`` /
+``failed``, ``number``, ``line``), which the queue log stores as ``CALLBACK_RESULT``.
+
 When the agent hangs up first and the queue has a ``survey`` flow, the caller is moved to it
 (满意度: "满意请按一…"; the flow stores the score with ``surveys.store``) before the transfer
 step returns; the survey flow ends the call.
@@ -40,13 +51,15 @@ from typing import Any
 import numpy as np
 import structlog
 
-from acd.agents import Agent, Status
+from acd.agents import Agent, Status, TransitionError
 from acd.events import (
     Action,
     Announce,
+    CallbackAccepted,
     Connect,
     DropLeg,
     Offer,
+    OfferCallback,
     Queued,
     QueueEvent,
     Redirect,
@@ -65,6 +78,13 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_AGENT_ANNOUNCEMENT = "工号{agent_id}为您服务。"
 RECENT_EVENTS = 10_000
+CALLBACK_RING_SECONDS = 30.0  # how long a called-back caller's phone rings
+CALLBACK_CONFIRM = "已为您登记回电，我们将按您排队的先后顺序给您回电，请挂机。"
+KEY_WORDS = {
+    **dict(zip("0123456789", "零一二三四五六七八九", strict=True)),
+    "*": "星号",
+    "#": "井号",
+}
 MUSIC_PROMPT_ID = "queue.music"
 
 
@@ -88,6 +108,18 @@ class _Waiting:
     announcements: deque[str] = field(default_factory=deque)
     data: dict[str, Any] = field(default_factory=dict)  # what the flow hands to the agent
     agent_id: str | None = None  # set once connected
+    callback_key: str | None = None  # set once the core offers a callback
+
+
+@dataclass(eq=False)
+class _Callback:
+    """A caller who left the line to be called back; their place is kept by the core."""
+
+    call_id: str
+    number: str
+    queue: str
+    data: dict[str, Any] = field(default_factory=dict)
+    agent_id: str | None = None  # set once an agent answered the callback offer
 
 
 class ContactCenter:
@@ -119,6 +151,7 @@ class ContactCenter:
         self.music = hold_music()
         self._waiting: dict[str, _Waiting] = {}
         self._legs: dict[tuple[str, str], Channel] = {}  # (call id, agent id) -> seat leg
+        self._callbacks: dict[str, _Callback] = {}  # call id -> caller waiting for a callback
         self._pending: deque[Action] = deque()
         self._applying = False
         self._timer: asyncio.TimerHandle | None = None
@@ -150,7 +183,12 @@ class ContactCenter:
 
     def prompt_texts(self) -> dict[str, str]:
         """Prompt id → text of what waiting callers hear, for warming the prompt cache."""
-        return {f"queue.{q.name}.waiting": q.waiting_prompt for q in self.queues.values()}
+        texts = {f"queue.{q.name}.waiting": q.waiting_prompt for q in self.queues.values()}
+        for q in self.queues.values():
+            if q.config.callback.offer_after is not None:
+                texts[f"queue.{q.name}.callback"] = _callback_offer_text(q.config.callback.key)
+        texts["queue.callback_confirm"] = CALLBACK_CONFIRM
+        return texts
 
     # --- agents (the Python API behind the engine's agent control) ----------------------------
     def agent(self, agent_id: str) -> Agent:
@@ -199,7 +237,8 @@ class ContactCenter:
         self._waiting[call_id] = waiting
 
         def on_event(event: Any) -> None:
-            if event.kind == "hangup" and waiting.agent_id is None:
+            called_back = call_id in self._callbacks
+            if event.kind == "hangup" and waiting.agent_id is None and not called_back:
                 self._apply(self.acd.abandon(call_id, self._now()))
                 if not waiting.decided.done():
                     waiting.decided.set_result(TransferResult("hangup", {"queue": queue}))
@@ -221,13 +260,20 @@ class ContactCenter:
                         await hold
             decision = waiting.decided.result()
             if isinstance(decision, TransferResult):
+                if decision.status == "callback" and not channel.hung_up:
+                    prompt = await self.speech.prompt("queue.callback_confirm", CALLBACK_CONFIRM)
+                    await channel.play([prompt])
                 return decision
             agent_id, leg = decision
             return await self._talk(waiting, agent_id, leg)
         finally:
             unsubscribe()
             self._waiting.pop(call_id, None)
-            if call_id in self.acd.calls and waiting.agent_id is None:
+            if (
+                call_id in self.acd.calls
+                and waiting.agent_id is None
+                and call_id not in self._callbacks
+            ):
                 self._apply(self.acd.abandon(call_id, self._now()))
 
     async def _hold(self, waiting: _Waiting) -> None:
@@ -240,10 +286,21 @@ class ContactCenter:
             items.append(
                 await self.speech.prompt(f"queue.{queue.name}.waiting", queue.waiting_prompt)
             )
+            key = waiting.callback_key
+            if key is not None:
+                text = _callback_offer_text(key)
+                items.append(await self.speech.prompt(f"queue.{queue.name}.callback", text))
             items.append(self.music)
-            result = await channel.play(items)
+            result = await channel.play(items, barge_in="any" if key else "")
             if result.reason in (Reason.HANGUP, Reason.STOPPED):
                 return
+            if key is not None and result.reason == Reason.DIGIT:
+                pressed = await channel.collect(
+                    max_digits=1, terminators="", first_timeout=0.5, inter_timeout=0.5
+                )
+                if pressed.digits[:1] == key and self._request_callback(waiting):
+                    return
+                channel.clear_digits()
 
     async def _talk(self, waiting: _Waiting, agent_id: str, leg: Channel) -> TransferResult:
         """报工号, then caller and seat talk until one hangs up."""
@@ -275,7 +332,8 @@ class ContactCenter:
     # --- seats -------------------------------------------------------------------------------
     def _ring_seat(self, offer: Offer) -> None:
         waiting = self._waiting.get(offer.call_id)
-        caller = waiting.channel.caller if waiting else ""
+        callback = self._callbacks.get(offer.call_id)
+        caller = waiting.channel.caller if waiting else callback.number if callback else ""
         try:
             leg = self.board.ring_station(offer.seat, caller=caller)
         except (KeyError, ValueError, RuntimeError) as exc:
@@ -296,7 +354,11 @@ class ContactCenter:
                 self._apply(self.acd.offer_result(offer.call_id, offer.agent_id, True, self._now()))
             elif event.kind == "hangup":
                 w = self._waiting.get(offer.call_id)
-                if w is None or w.agent_id != offer.agent_id:  # connected: the bridge reports it
+                cb = self._callbacks.get(offer.call_id)
+                connected = (w is not None and w.agent_id == offer.agent_id) or (
+                    cb is not None and cb.agent_id == offer.agent_id
+                )
+                if not connected:  # connected: the bridge reports it
                     self._legs.pop(key, None)
                     self._apply(
                         self.acd.offer_result(offer.call_id, offer.agent_id, False, self._now())
@@ -311,8 +373,73 @@ class ContactCenter:
             seat=offer.seat,
             queue=offer.queue,
             caller=caller,
-            **(waiting.data if waiting else {}),
+            **(waiting.data if waiting else callback.data if callback else {}),
+            callback=offer.callback,
         )
+
+    # --- queued callback -----------------------------------------------------------------------
+    def _request_callback(self, waiting: _Waiting) -> bool:
+        """The waiting caller pressed the callback key: keep their place, let them hang up."""
+        channel, call_id = waiting.channel, waiting.channel.call_id
+        if call_id not in self.acd.calls or waiting.decided.done():
+            return False
+        try:
+            actions = self.acd.request_callback(call_id, self._now())
+        except TransitionError:  # an agent answered meanwhile
+            return False
+        self._callbacks[call_id] = _Callback(
+            call_id, channel.caller, waiting.queue.name, data=dict(waiting.data)
+        )
+        position = next((a.position for a in actions if isinstance(a, CallbackAccepted)), None)
+        self._apply(actions)
+        if not waiting.decided.done():
+            waiting.decided.set_result(
+                TransferResult("callback", {"queue": waiting.queue.name, "position": position})
+            )
+        return True
+
+    async def _call_back(self, callback: _Callback, agent_id: str, leg: Channel) -> None:
+        """The agent took the callback: dial the caller on a free trunk and bridge them."""
+        call_id, result, by = callback.call_id, "failed", "caller"
+        info: dict[str, Any] = {"queue": callback.queue, "agent_id": agent_id}
+        out: Channel | None = None
+        try:
+            try:
+                out = self.board.dial(callback.number, caller=leg.called or "")
+            except (RuntimeError, ValueError) as exc:
+                log.warning("queue.callback_dial_failed", call_id=call_id, error=str(exc))
+            if out is not None:
+                info["line"] = out.line
+                if await _answered(out, leg, CALLBACK_RING_SECONDS):
+                    result = "answered"
+                    self.bus.publish(
+                        "queue.callback_result",
+                        call_id,
+                        **info,
+                        result=result,
+                        number=callback.number,
+                        callback_call_id=out.call_id,
+                    )
+                    queue = self.queues[callback.queue]
+                    if queue.announce_agent and self.agent_announcement:
+                        text = self.agent_announcement.format(agent_id=say("digits", agent_id))
+                        await out.play([await self.speech.readout(text)])
+                    await out.bridge(leg)
+                    by = "agent" if leg.hung_up and not out.hung_up else "caller"
+                else:
+                    result = "agent_hung_up" if leg.hung_up else "no_answer"
+        finally:
+            self._callbacks.pop(call_id, None)
+            self._legs.pop((call_id, agent_id), None)
+            if result != "answered":
+                self.bus.publish(
+                    "queue.callback_result", call_id, **info, result=result, number=callback.number
+                )
+            self._apply(self.acd.call_ended(call_id, self._now(), by=by))
+            for channel in (out, leg):
+                if channel is not None and not channel.hung_up:
+                    await channel.hangup()
+            self.bus.publish("queue.call_finished", call_id, **info, ended_by=by, callback=result)
 
     def _drop_leg(self, call_id: str, agent_id: str) -> None:
         leg = self._legs.pop((call_id, agent_id), None)
@@ -343,6 +470,16 @@ class ContactCenter:
             self._ring_seat(action)
         elif isinstance(action, StopRinging):
             self._drop_leg(action.call_id, action.agent_id)
+        elif isinstance(action, Connect) and action.callback:
+            callback = self._callbacks.get(action.call_id)
+            leg = self._legs.get((action.call_id, action.agent_id))
+            if callback is None or leg is None:
+                log.warning("queue.callback_lost", call_id=action.call_id, agent_id=action.agent_id)
+                self._pending.extend(self.acd.call_ended(action.call_id, self._now(), by="caller"))
+                self._drop_leg(action.call_id, action.agent_id)
+                return
+            callback.agent_id = action.agent_id
+            self._spawn(self._call_back(callback, action.agent_id, leg))
         elif isinstance(action, Connect):
             waiting = self._waiting.get(action.call_id)
             leg = self._legs.get((action.call_id, action.agent_id))
@@ -362,6 +499,10 @@ class ContactCenter:
                         status, {"queue": action.queue, "destination": action.destination}
                     )
                 )
+        elif isinstance(action, OfferCallback):
+            waiting = self._waiting.get(action.call_id)
+            if waiting is not None and waiting.channel.caller:
+                waiting.callback_key = action.key
         elif isinstance(action, Announce):
             waiting = self._waiting.get(action.call_id)
             if waiting is not None:
@@ -370,7 +511,7 @@ class ContactCenter:
             for call_id, agent_id in list(self._legs):
                 if agent_id == action.agent_id and call_id == action.call_id:
                     self._drop_leg(call_id, agent_id)
-        elif not isinstance(action, Queued):
+        elif not isinstance(action, (Queued, CallbackAccepted)):
             log.info("queue.action_not_handled", action=type(action).__name__)
 
     def _publish_events(self) -> None:
@@ -416,3 +557,27 @@ def _position_text(position: int, est_wait: float | None) -> str:
         minutes = max(1, round(est_wait / 60))
         text += f"，预计等待{say('integer', minutes)}分钟"
     return text + "，请您耐心等待。"
+
+
+def _callback_offer_text(key: str) -> str:
+    return f"如需回电请按{KEY_WORDS.get(key, key)}。"
+
+
+async def _answered(out: Channel, agent_leg: Channel, seconds: float) -> bool:
+    """Wait for the dialled caller to pick up (False: no answer, or the agent hung up)."""
+    done = asyncio.get_running_loop().create_future()
+
+    def on_event(event: Any) -> None:
+        if not done.done() and event.kind in ("answer", "hangup"):
+            done.set_result(event.kind == "answer")
+
+    unsubscribe = [out.subscribe(on_event), agent_leg.subscribe(on_event)]
+    try:
+        async with asyncio.timeout(seconds):
+            return bool(await done)
+    except TimeoutError:
+        return False
+    finally:
+        for stop in unsubscribe:
+            if callable(stop):
+                stop()

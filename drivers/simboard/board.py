@@ -213,11 +213,26 @@ class SimBoard:
             raise ValueError(f"{line.name} is not a station line")
         if line.state is not LineState.IDLE:
             raise RuntimeError(f"station {line.name} is busy")
-        channel = SimChannel(self, line, caller, called or line.name)
+        return self._ring_out(line, caller, called or line.name)
+
+    def dial(self, number: str, caller: str = "") -> SimChannel:
+        """An outbound call on the first free trunk: its far end rings (``"ringing"`` notify
+        with ``number``); the channel is answered when the far end goes off-hook
+        (``FarEnd.off_hook``). Hang the channel up to stop ringing. Raises ``RuntimeError``
+        when every trunk is busy."""
+        if not number:
+            raise ValueError("dial: no number")
+        for line in self.trunks:
+            if line.state is LineState.IDLE and self._channels[line.index] is None:
+                return self._ring_out(line, caller, number)
+        raise RuntimeError("dial: every trunk is busy")
+
+    def _ring_out(self, line: SimLine, caller: str, called: str) -> SimChannel:
+        channel = SimChannel(self, line, caller, called)
         self._channels[line.index] = channel
         line.state = LineState.RINGING
-        line.far_end.call = FarEndCall(caller, channel.called, self._now())
-        line.far_end.notify("ringing", caller=caller)
+        line.far_end.call = FarEndCall(caller, called, self._now())
+        line.far_end.notify("ringing", caller=caller, number=called)
         return channel
 
     def far_end_hears_start(self, channel: SimChannel, item: Playable) -> None:

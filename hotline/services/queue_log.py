@@ -4,7 +4,8 @@
 stores each queue event the contact centre publishes (``queue.enter``, ``queue.offer``,
 ``queue.connect``, ``queue.abandon``, ``queue.timeout``, ``queue.exit``, ``queue.callback``,
 ``queue.complete_caller``, ``queue.complete_agent``, ``queue.transfer``,
-``queue.agent_status``, ``queue.agent_state``, ``queue.survey``) as one
+``queue.agent_status``, ``queue.agent_state``, and the engine's ``queue.callback_result``)
+as one
 :class:`~hotline.store.models.QueueEventRecord`: the time it was published, the kind in upper
 case (``ENTER``…, as :class:`acd.events.EventKind`), queue, call id, agent id and the rest of
 the event's data as JSON. Engine notices on the same prefix that are not log lines
@@ -12,7 +13,8 @@ the event's data as JSON. Engine notices on the same prefix that are not log lin
 Rows are committed in batches: within 0.1 s of a call's session ending, else within a second.
 
 Reading back: :func:`load_queue_events` returns :class:`acd.events.QueueEvent` objects in log
-order (``time`` as wall-clock seconds), filtered by interval, queue, agent or call;
+order (``time`` as wall-clock seconds; the engine's own ``SURVEY`` and ``CALLBACK_RESULT``
+lines left out), filtered by interval, queue, agent or call;
 :func:`stored_queue_stats` and :func:`stored_agent_stats` compute the statistics of
 :mod:`acd.stats` from the stored log, so figures survive restarts and can be recomputed for
 any interval.
@@ -38,9 +40,11 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "queue."
 SURVEY = "SURVEY"  # a post-call survey score, logged by the engine next to the core's kinds
-LOGGED_KINDS = frozenset(k.value for k in EventKind) | {SURVEY}
+CALLBACK_RESULT = "CALLBACK_RESULT"  # a callback dialled: answered / no_answer / failed
+ENGINE_KINDS = frozenset({SURVEY, CALLBACK_RESULT})
+LOGGED_KINDS = frozenset(k.value for k in EventKind) | ENGINE_KINDS
 SESSION_ENDS = frozenset(
-    {"ABANDON", "TIMEOUT", "EXIT", "COMPLETE_CALLER", "COMPLETE_AGENT", "TRANSFER", "SURVEY"}
+    {"ABANDON", "TIMEOUT", "EXIT", "COMPLETE_CALLER", "COMPLETE_AGENT", "TRANSFER"} | ENGINE_KINDS
 )
 _ROW_KEYS = ("queue", "agent_id")
 
@@ -108,7 +112,7 @@ def _copy(row: QueueEventRecord) -> QueueEventRecord:
 
 
 def to_queue_event(row: QueueEventRecord) -> QueueEvent:
-    """A stored row as the core's :class:`QueueEvent` (``SURVEY`` rows are not core events)."""
+    """A stored row as the core's :class:`QueueEvent` (engine kinds are not core events)."""
     try:
         kind = EventKind(row.kind)
     except ValueError:
@@ -150,10 +154,10 @@ async def load_rows(
 
 
 async def load_queue_events(db: Database, **filters: Any) -> list[QueueEvent]:
-    """The stored log as :class:`QueueEvent` objects (``SURVEY`` rows left out); the filters
+    """The stored log as :class:`QueueEvent` objects (engine kinds left out); the filters
     of :func:`load_rows`."""
     rows = await load_rows(db, **filters)
-    return [to_queue_event(row) for row in rows if row.kind != SURVEY]
+    return [to_queue_event(row) for row in rows if row.kind not in ENGINE_KINDS]
 
 
 async def stored_queue_stats(
@@ -190,7 +194,7 @@ async def stored_queue_stats(
         if queue is not None:
             query = query.where(QueueEventRecord.queue == queue)
         rows = list(await session.scalars(query))
-    events = [to_queue_event(row) for row in rows if row.kind != SURVEY]
+    events = [to_queue_event(row) for row in rows if row.kind not in ENGINE_KINDS]
     if until is not None:
         # sessions that entered before `until`; a later session of the same call is dropped
         cut = until.timestamp()
