@@ -389,3 +389,35 @@ def test_options_is_answered(engine_config: Any) -> None:
 
     ok = with_engine(engine_config, body)
     assert "INVITE" in (ok.headers.get("allow") or "")
+
+
+def test_engine_hangs_up_with_bye_after_the_goodbye(engine_config: Any) -> None:
+    async def body(engine: Any) -> Any:
+        plays = listen(engine)
+        channels: list[Any] = []
+        incoming = engine.sip.on_incoming
+        engine.sip.on_incoming = lambda ch: (channels.append(ch), incoming(ch))
+        caller = SipCaller(engine.sip.port)
+        await caller.open()
+        try:
+            await caller.call()
+            await wait_for(lambda: said(plays, "电费查询请按一"))
+            caller.press("1")
+            await wait_for(lambda: said(plays, "请输入您的十位户号"))
+            caller.press("1234567890")
+            await wait_for(lambda: said(plays, "确认请按一"))
+            caller.press("1")
+            await wait_for(lambda: said(plays, "重听请按一"))
+            caller.press("9")
+            await wait_for(lambda: said(plays, "还需要其他服务吗"))
+            caller.press("#")
+            await wait_for(lambda: any(r.method == "BYE" for r in caller.requests))
+            await engine.idle()
+            return caller.requests, channels[0].hangup_cause, engine.sip.media.streams
+        finally:
+            caller.close()
+
+    requests, cause, streams = with_engine(engine_config, body)
+    (bye,) = [r for r in requests if r.method == "BYE"]
+    assert bye.call_id and bye.to.tag and bye.from_.tag
+    assert cause is HangupCause.NORMAL and not streams
