@@ -426,8 +426,10 @@ class ContactCenter:
                         await out.play([await self.speech.readout(text)])
                     await out.bridge(leg)
                     by = "agent" if leg.hung_up and not out.hung_up else "caller"
+                elif leg.hung_up:
+                    result, by = "agent_hung_up", "agent"
                 else:
-                    result = "agent_hung_up" if leg.hung_up else "no_answer"
+                    result = "no_answer"
         finally:
             self._callbacks.pop(call_id, None)
             self._legs.pop((call_id, agent_id), None)

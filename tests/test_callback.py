@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from acd.stats import queue_stats, thresholds_of
 from drivers.simboard.line import FarEnd
-from hotline.services.queue_log import load_rows
+from hotline.services.queue_log import load_rows, stored_queue_stats
 from ivr.speech.readout import say
 from sim.caller import Caller, LocalLine
 from support import REPO, make_config, with_engine
@@ -86,7 +87,6 @@ def test_a_callback_keeps_its_place_and_the_caller_is_called_back(callback_confi
         await a.press("1")
         await a.expect("已为您登记回电")
         await a.expect_hangup(timeout=30)
-        position = engine.contact_center.acd.position(a_call_id(engine))
 
         seat.hang_up("loop")  # the agent finishes the first call
         assert await seat.wait_for(lambda: ringing(seat), 10)
@@ -111,8 +111,11 @@ def test_a_callback_keeps_its_place_and_the_caller_is_called_back(callback_confi
         await b.hang_up()
         await first.hang_up()
         await engine.idle()
+        center = engine.contact_center
+        thresholds = thresholds_of(center.acd)
         return {
-            "position": position,
+            "live": queue_stats(list(center.recent_events), thresholds),
+            "stored": await stored_queue_stats(engine.db, thresholds=thresholds),
             "rang_for": rang_for,
             "b_waiting": b_waiting,
             "rang_next": rang_next,
@@ -121,12 +124,11 @@ def test_a_callback_keeps_its_place_and_the_caller_is_called_back(callback_confi
         }
 
     got = with_engine(callback_config, body)
-    assert got["position"] == 1  # A keeps the first place, ahead of B
     assert got["rang_for"] == NUMBER_A and got["b_waiting"]
     assert got["rang_next"] == NUMBER_B
     rows = got["log"]
     (callback,) = [r for r in rows if r.kind == "CALLBACK"]
-    assert callback.data["position"] == 1
+    assert callback.data["position"] == 1  # A keeps the first place, ahead of B
     (result,) = [r for r in rows if r.kind == "CALLBACK_RESULT"]
     assert result.call_id == callback.call_id
     assert (result.data["result"], result.data["number"], result.agent_id) == (
@@ -141,6 +143,12 @@ def test_a_callback_keeps_its_place_and_the_caller_is_called_back(callback_confi
     # the called-back call is recorded by the board like any other
     recordings = callback_config.path(callback_config.recordings_dir)
     assert list(recordings.rglob(f"{result.data['callback_call_id']}.wav"))
+    # statistics: the stored log recounts to the live figures; A's callback is counted apart
+    live, stored = got["live"]["general"], got["stored"]["general"]
+    for name, value in live.as_dict().items():
+        assert stored.as_dict()[name] == pytest.approx(value, abs=1e-3), name
+    assert (stored.offered, stored.callbacks_requested, stored.callbacks_answered) == (3, 1, 1)
+    assert stored.abandoned == 0 and stored.connection_rate == pytest.approx(1.0)
 
 
 def test_a_callback_nobody_answers_is_recorded_as_no_answer(callback_config: Any) -> None:
@@ -167,10 +175,6 @@ def test_a_callback_nobody_answers_is_recorded_as_no_answer(callback_config: Any
     (result,) = [r for r in got["log"] if r.kind == "CALLBACK_RESULT"]
     assert (result.data["result"], result.agent_id) == ("no_answer", "1001")
     assert got["agent"]["status"] == "ready" and got["agent"]["state"] in ("idle", "wrap_up")
-
-
-def a_call_id(engine: Any) -> str:
-    return next(c for c, cb in engine.contact_center._callbacks.items() if cb.number == NUMBER_A)
 
 
 def watch_trunks(engine: Any, number: str) -> asyncio.Future[FarEnd]:
