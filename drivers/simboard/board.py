@@ -5,6 +5,9 @@ cadence (1 s on, 4 s off), caller ID arrives after the first ring, the engine go
 audio flows as 8 kHz frames both ways, and the caller's keys arrive **as in-band DTMF tones in
 the audio**, found by the board's own detector exactly as on a real card. Hangup arrives by
 loop-current drop, busy tone or polarity reversal (see :mod:`drivers.simboard.line`).
+The engine also places calls: :meth:`SimBoard.ring_station` rings an agent's desk phone on a
+station line, :meth:`SimBoard.dial` rings a number on the first free trunk (a queued
+callback); the far end hears ``"ringing"`` and answers with ``FarEnd.off_hook()``.
 
 One shared :class:`~drivers.clock.MediaClock` tick moves 20 ms of audio on every line; the DTMF,
 call-progress and voice detectors run vectorized over all lines at once. Every answered call
