@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from drivers.channel import HangupCause
 from drivers.media.g711 import ulaw_decode, ulaw_encode
-from drivers.media.tones import dtmf_sequence
+from drivers.media.tones import dtmf_sequence, sine
 from drivers.sip.message import ParseError, Response, parse
 from drivers.sip.rtp import RtpPacket, RtpSender
 from hotline.store.models import CallRecord
-from support import with_engine
+from support import FLOWS, with_engine
 
 HOST = "127.0.0.1"
 
@@ -176,6 +176,11 @@ class SipCaller:
         else:
             tones = dtmf_sequence(keys, on_ms=100, off_ms=100)
             self._tones.extend(np.split(tones, len(tones) // 160))
+
+    def say(self, samples: np.ndarray) -> None:
+        """Queue audio toward the engine (whole 20 ms frames)."""
+        samples = samples[: len(samples) // 160 * 160]
+        self._tones.extend(np.split(samples, len(samples) // 160))
 
     def _tick(self) -> None:
         pcm = self._tones.popleft() if self._tones else np.zeros(160, np.int16)
@@ -421,3 +426,57 @@ def test_engine_hangs_up_with_bye_after_the_goodbye(engine_config: Any) -> None:
     (bye,) = [r for r in requests if r.method == "BYE"]
     assert bye.call_id and bye.to.tag and bye.from_.tag
     assert cause is HangupCause.NORMAL and not streams
+
+
+def tone_level(audio: np.ndarray, freq: float) -> float:
+    """Share of ``audio``'s energy within 20 Hz of ``freq``."""
+    spectrum = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / 8000)
+    return float(spectrum[np.abs(freqs - freq) < 20].sum() / max(spectrum.sum(), 1e-9))
+
+
+def test_transfer_to_an_agent_seat_bridges_both_ways(engine_config: Any) -> None:
+    engine_config.acd.queues_dir = str(FLOWS.parent / "queues")
+
+    async def body(engine: Any) -> Any:
+        plays = listen(engine)
+        seats = [engine.board.line(f"s{n}").far_end for n in range(1, 5)]
+        for seat in seats:
+            seat.capture_audio = True
+        caller = SipCaller(engine.sip.port)
+        await caller.open()
+        try:
+            await caller.call()
+            await wait_for(lambda: said(plays, "人工服务请按零"))
+            caller.press("0")
+
+            def ringing() -> list[Any]:
+                return [s for s in seats if s.call is not None and s.call.answered is None]
+
+            await wait_for(lambda: bool(ringing()), 120)
+            seat = ringing()[0]
+            seat.off_hook()
+            await wait_for(lambda: said(plays, "为您服务"))  # 报工号, then the bridge
+
+            def bridged() -> bool:
+                return any(
+                    type(ch.operation).__name__ == "_Bridge" for ch in engine.sip.channels.values()
+                )
+
+            await wait_for(bridged, 30)
+            mark = len(caller.received)
+            seat.send(sine(1000, 1000, -10.0))
+            caller.say(sine(600, 1000, -10.0))
+            await asyncio.sleep(1.5)
+            to_caller = ulaw_decode(bytes(caller.received[mark:]))
+            to_seat = seat.heard_audio()[-8000 * 2 :]
+            seat.hang_up(None)
+            await wait_for(lambda: any(r.method == "BYE" for r in caller.requests), 60)
+            await engine.idle()
+            return to_caller, to_seat
+        finally:
+            caller.close()
+
+    to_caller, to_seat = with_engine(engine_config, body)
+    assert tone_level(to_caller, 1000) > 0.5  # the caller hears the agent's tone
+    assert tone_level(to_seat, 600) > 0.3  # the agent hears the caller's tone

@@ -1,8 +1,8 @@
 """The `Channel` implementation for a call that reached the engine over SIP.
 
-A :class:`SipChannel` runs the same operation objects as the simulated board's channel
-(play, collect, record from :mod:`drivers.simboard.channel`), so termination reasons, barge-in,
-the type-ahead digit buffer and the swallowed trailing ``#`` behave identically: the media
+A :class:`SipChannel` runs the same operation objects as the simulated board's channel (play,
+collect, record, bridge from :mod:`drivers.simboard.channel`), so termination reasons,
+barge-in, the type-ahead digit buffer and the swallowed trailing ``#`` behave identically: the media
 plane's 20 ms tick calls ``operation.frame_out()`` / ``frame_in()`` exactly as the board's
 does, and digits (RFC 4733 or in-band) arrive through :meth:`SipChannel.digit_detected`.
 Signalling (200 OK, BYE) goes through the :class:`~drivers.sip.transport.SipEndpoint`.
@@ -25,7 +25,7 @@ from drivers.channel import (
     Reason,
     Result,
 )
-from drivers.simboard.channel import _Collect, _Operation, _Play, _Record
+from drivers.simboard.channel import _Bridge, _Collect, _Operation, _Play, _Record
 
 
 class SipChannel(Channel):
@@ -110,6 +110,31 @@ class SipChannel(Channel):
         self._digits.clear()
         op = _Record(self, path, max_silence, terminators, beep)  # type: ignore[arg-type]
         return await self._run(op, max_time + len(op.beep) / SAMPLE_RATE, None)
+
+    async def bridge(self, other: Channel, *, max_time: float | None = None) -> Result:
+        """Connect this caller with a leg of this endpoint or of a simulated board (a seat).
+
+        Both sides run the board's bridge operation: each tick (the media plane's for this
+        leg, the board's for a board line) sends the other side's last received frame, so
+        audio crosses with one frame of delay; either side ending ends both (see
+        :meth:`Channel.bridge`).
+        """
+        if other is self:
+            raise ValueError(f"{self.channel_id} cannot be bridged with itself")
+        if not hasattr(other, "operation") or not hasattr(other, "loop"):
+            raise ValueError(f"{self.channel_id} cannot be bridged with {type(other).__name__}")
+        for leg in (self, other):
+            if leg.hangup_cause is not None:
+                return Result(
+                    Reason.HANGUP,
+                    detail={"cause": str(leg.hangup_cause), "hung_up": leg.channel_id},
+                )
+        mine, theirs = _Bridge(self), _Bridge(other)  # type: ignore[arg-type]
+        mine.peer, theirs.peer = theirs, mine
+        if other.operation is not None:  # type: ignore[attr-defined]
+            other.operation.finish(Reason.STOPPED)  # type: ignore[attr-defined]
+        other.operation = theirs  # type: ignore[attr-defined]
+        return await self._run(mine, max_time, None)
 
     def clear_digits(self) -> None:
         self._digits.clear()
