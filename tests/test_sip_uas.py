@@ -172,3 +172,40 @@ def test_malformed_requests_get_400_or_are_dropped_and_calls_survive() -> None:
 def test_unknown_method_is_405() -> None:
     uas = Uas("127.0.0.1", 5060)
     assert statuses(uas.receive(request("SUBSCRIBE"), CALLER, 0)) == [405]
+
+
+def test_thousands_of_damaged_requests_never_raise_and_leave_no_ringing_call_behind() -> None:
+    import random
+
+    rng = random.Random(4475)
+    uas = Uas("127.0.0.1", 5060)
+    _, call = invite(uas)
+    seeds = [
+        request("INVITE", call_id="f", body=sdp()),
+        request("BYE", call_id="other", to_tag="x"),
+        request("CANCEL", call_id="other"),
+        request("OPTIONS"),
+        request("ACK", call_id="c1"),
+    ]
+    answered = 0
+    for n in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(data))
+            op = rng.random()
+            if op < 0.4:
+                data[pos] = rng.randrange(256)
+            elif op < 0.7:
+                del data[pos : pos + rng.randint(1, 8)]
+            else:
+                data[pos:pos] = rng.choice([b":", b";", b"\r\n", b" ", b"\x00", b"<", b"0"])
+        events = uas.receive(
+            bytes(data).replace(b"Call-ID: f", f"Call-ID: f{n}".encode()), CALLER, n
+        )
+        for new in [e.call for e in events if isinstance(e, NewCall)]:
+            answered += 1
+            uas.answer(new, b"", n)
+            uas.hangup(new)
+    assert "c1" in uas.calls and call.state is CallState.RINGING  # never harmed
+    assert all(c.call_id == "c1" for c in uas.calls.values())
+    assert answered > 0  # some damaged INVITEs were still acceptable calls
