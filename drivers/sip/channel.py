@@ -1,8 +1,8 @@
 """The `Channel` implementation for a call that reached the engine over SIP.
 
 A :class:`SipChannel` runs the same operation objects as the simulated board's channel (play,
-collect, record, bridge from :mod:`drivers.simboard.channel`), so termination reasons,
-barge-in, the type-ahead digit buffer and the swallowed trailing ``#`` behave identically: the media
+collect, record, bridge from :mod:`drivers.operations`), so termination reasons, barge-in,
+the type-ahead digit buffer and the swallowed trailing ``#`` behave identically: the media
 plane's 20 ms tick calls ``operation.frame_out()`` / ``frame_in()`` exactly as the board's
 does, and digits (RFC 4733 or in-band) arrive through :meth:`SipChannel.digit_detected`.
 Signalling (200 OK, BYE) goes through the :class:`~drivers.sip.transport.SipEndpoint`.
@@ -25,7 +25,7 @@ from drivers.channel import (
     Reason,
     Result,
 )
-from drivers.simboard.channel import _Bridge, _Collect, _Operation, _Play, _Record
+from drivers.operations import _Bridge, _Collect, _Operation, _Play, _Record
 
 
 class SipChannel(Channel):
