@@ -370,10 +370,22 @@ def test_malformed_invite_gets_400_while_another_call_keeps_its_media(engine_con
                     data[pos] = int(rng.integers(0, 256))
                 bad.send(bytes(data))
             await wait_for(lambda: bool(bad.statuses))
+            # a stranger sprays RTP at the good call's port: dropped, the stream stays put
+            (stream,) = [s for s in engine.sip.media.streams if s.latched == (HOST, good.rtp_port)]
+            loop = asyncio.get_running_loop()
+            intruder, intruder_proto = await loop.create_datagram_endpoint(
+                _Udp, local_addr=(HOST, 0)
+            )
+            for seq in range(50):
+                packet = RtpPacket(0, seq, seq * 160, 99, bytes(160))
+                intruder.sendto(bytes(packet), (HOST, stream.port))
             await wait_for(lambda: len(good.received) > before + 160 * 50)
+            intruder_heard, foreign = intruder_proto.queue.qsize(), stream.foreign_packets
+            intruder.close()
             good.bye()
             await engine.idle()
             assert not engine.sip.channels and not engine.sip.uas.calls  # nothing leaked
+            assert intruder_heard == 0 and foreign >= 50
             return bad.statuses, engine.sip.media.streams
         finally:
             good.close()

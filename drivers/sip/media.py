@@ -12,10 +12,12 @@ any port the OS gives when both are 0) and drives all streams from a single
   to the operation when it wants audio (record), and with the engine's frame to the call's
   stereo recording (caller left, engine right).
 
-RTP is symmetric: packets go to where the caller's packets come from, starting with the
-address of the SDP offer. RFC 4733 digits are decoded by :class:`~drivers.sip.rtp.
-TelephoneEventReceiver` as packets arrive. The in-band detector and VAD are vectorized over
-``capacity`` slots; the plane doubles them (forgetting partial tones) when calls outgrow it.
+RTP is symmetric: packets go to the address of the SDP offer until the caller's first packet
+arrives, then to where it came from; packets from any other source are dropped (counted in
+``foreign_packets``), so a stray sender cannot take a call's audio over. RFC 4733 digits are
+decoded by :class:`~drivers.sip.rtp.TelephoneEventReceiver` as packets arrive. The in-band
+detector and VAD are vectorized over ``capacity`` slots; the plane doubles them (forgetting
+partial tones) when calls outgrow it.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class RtpStream:
         self.last_event_at = 0.0
         self.packets_in = 0
         self.packets_out = 0
+        self.latched: tuple[str, int] | None = None  # the caller's RTP source, once seen
+        self.foreign_packets = 0
         self._encode: Any = ulaw_encode
         self._decode: Any = ulaw_decode
         self._silence_code = ULAW_SILENCE
@@ -123,8 +127,12 @@ class RtpStream:
             packet = RtpPacket.parse(data)
         except RtpError:
             return
+        if self.latched is None:
+            self.latched = self.remote = addr  # symmetric RTP: answer where the caller sends from
+        elif addr != self.latched:
+            self.foreign_packets += 1  # another source: dropped, it cannot take the stream over
+            return
         self.packets_in += 1
-        self.remote = addr  # symmetric RTP
         if self.events is not None and packet.payload_type == self.events.payload_type:
             self.last_event_at = self.plane.now()
             try:
