@@ -174,7 +174,12 @@ class Engine:
         try:
             await self.sip.start()
         except SipEndpointError as exc:
-            raise EngineError(str(exc)) from exc
+            if not isinstance(asyncio.get_running_loop(), VirtualClockLoop):
+                raise EngineError(str(exc)) from exc
+            # scenarios on the virtual clock (hotline sim run) next to a running engine
+            log.warning("sip.port_busy_using_any", port=cfg.sip.port, error=str(exc))
+            self.sip.port = 0
+            await self.sip.start()
 
     def _flows_reloaded(self, report: Any) -> None:
         """A new flow snapshot went live: synthesize its new prompts before callers need them."""

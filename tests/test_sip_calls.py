@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from drivers.channel import HangupCause
@@ -499,3 +500,34 @@ def test_transfer_to_an_agent_seat_bridges_both_ways(engine_config: Any) -> None
     to_caller, to_seat = with_engine(engine_config, body)
     assert tone_level(to_caller, 1000) > 0.5  # the caller hears the agent's tone
     assert tone_level(to_seat, 600) > 0.3  # the agent hears the caller's tone
+
+
+def test_a_busy_sip_port_stops_the_engine_but_not_a_virtual_clock_scenario(
+    engine_config: Any,
+) -> None:
+    import socket
+
+    from hotline.engine import Engine, EngineError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind((HOST, 0))
+        engine_config.sip.port = busy.getsockname()[1]
+
+        async def body(engine: Any) -> int:
+            return engine.sip.port
+
+        assert with_engine(engine_config, body) not in (0, engine_config.sip.port)
+
+        async def real() -> None:
+            engine = Engine(engine_config, watch_flows=False)
+            try:
+                await engine.start()
+            finally:
+                await engine.stop()
+
+        loop = asyncio.new_event_loop()
+        try:
+            with pytest.raises(EngineError, match=f"udp {HOST}:{engine_config.sip.port}"):
+                loop.run_until_complete(real())
+        finally:
+            loop.close()
