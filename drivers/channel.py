@@ -115,6 +115,10 @@ class Channel(abc.ABC):
     caller: str  # calling number (caller ID), "" when withheld
     called: str  # called number / DNIS
     line: str  # line or trunk name used to choose the flow
+    # True when the calling number was delivered by a network the engine trusts (an exchange
+    # trunk's caller ID), False when anyone could have written it (an unauthenticated SIP
+    # From header). The engine never dials a number that is not verified (toll fraud).
+    caller_verified: bool = False
 
     @property
     @abc.abstractmethod

@@ -503,7 +503,8 @@ class ContactCenter:
                 )
         elif isinstance(action, OfferCallback):
             waiting = self._waiting.get(action.call_id)
-            if waiting is not None and waiting.channel.caller:
+            # only a number the network vouches for is ever dialled back (toll fraud)
+            if waiting is not None and waiting.channel.caller and waiting.channel.caller_verified:
                 waiting.callback_key = action.key
         elif isinstance(action, Announce):
             waiting = self._waiting.get(action.call_id)

@@ -189,3 +189,31 @@ def watch_trunks(engine: Any, number: str) -> asyncio.Future[FarEnd]:
 
         far.listeners.append(on_notify)
     return found
+
+
+def test_no_callback_is_offered_to_a_caller_whose_number_nobody_vouches_for(
+    callback_config: Any,
+) -> None:
+    async def body(engine: Any) -> list[str]:
+        for agent_id in ("1002", "1003", "1004"):
+            engine.logout_agent(agent_id)
+        seat = engine.board.line("s1").far_end
+        busy = await ask_for_agent(engine, 1, "13900000001")  # keeps the only agent busy
+        assert await seat.wait_for(lambda: ringing(seat), 30)
+        seat.off_hook()
+        caller = Caller(LocalLine(engine.board.line(2)))
+        await caller.dial(NUMBER_A)
+        # as an unauthenticated SIP From header would be: anyone could have written it
+        engine.board.channel_on(engine.board.line(2)).caller_verified = False
+        await caller.expect("人工服务请按零")
+        await caller.press("0")
+        await caller.expect("正在为您转接人工服务")
+        await asyncio.sleep(60)  # three times the offer_after of the queue
+        heard_texts = caller.transcript_text()
+        await caller.hang_up()
+        await busy.hang_up()
+        return heard_texts
+
+    texts = with_engine(callback_config, body)
+    assert any("坐席正忙" in t for t in texts)
+    assert not any("如需回电" in t for t in texts)

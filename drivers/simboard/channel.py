@@ -43,6 +43,8 @@ class SimChannel(Channel):
         self.caller = caller
         self.called = called
         self.line = line.name
+        # caller ID on a trunk comes from the exchange (FSK after the first ring)
+        self.caller_verified = line.kind == "trunk"
         self.answered_at: float | None = None
         self._cause: HangupCause | None = None
         self._digits: list[str] = []
