@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import importlib.util
+import sys
 import wave
 from pathlib import Path
 
