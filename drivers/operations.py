@@ -7,7 +7,8 @@ operation ends by resolving its future with a :class:`~drivers.channel.Result`, 
 the same termination reasons, barge-in, type-ahead buffer and swallowed terminator on the
 simulated board (:mod:`drivers.simboard.channel`) and on SIP (:mod:`drivers.sip.channel`).
 
-What an operation needs from its channel (:class:`OperationHost`): ``loop``, ``channel_id``,
+What an operation needs from its channel (:class:`OperationHost`, which
+:class:`~drivers.media_channel.MediaChannel` provides): ``loop``, ``channel_id``,
 the digit buffer ``_digits``, ``operation``, and the hooks ``_play_started``,
 ``_play_ended`` and ``_swallow``.
 """
