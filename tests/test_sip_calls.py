@@ -160,6 +160,42 @@ class SipCaller:
             ).encode()
         )
 
+    def reinvite(self, direction: str, cseq: int) -> None:
+        """A new offer in the dialog: ``sendonly`` holds the engine, ``sendrecv`` resumes."""
+        body = self.offer() + f"a={direction}\r\n"
+        self.send(
+            (
+                f"INVITE sip:95598@{HOST}:{self.engine[1]} SIP/2.0\r\n"
+                + self.headers(
+                    "INVITE", cseq, branch="z9hG4bK" + secrets.token_hex(6), to=self.to_header
+                )
+                + f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            ).encode()
+        )
+
+    async def answered(self, cseq: int) -> Response:
+        """The 200 for the in-dialog INVITE ``cseq``, ACKed."""
+        await wait_for(lambda: any(self._ok(r, cseq) for r in self.responses), 30)
+        ok = next(r for r in self.responses if self._ok(r, cseq))
+        self.send(
+            (
+                f"ACK sip:95598@{HOST}:{self.engine[1]} SIP/2.0\r\n"
+                + self.headers(
+                    "ACK", cseq, branch="z9hG4bK" + secrets.token_hex(6), to=self.to_header
+                )
+                + "Content-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        return ok
+
+    @staticmethod
+    def _ok(response: Response, cseq: int) -> bool:
+        return (
+            response.status == 200
+            and response.cseq.seq == cseq
+            and response.cseq.method == "INVITE"
+        )
+
     def cancel(self) -> None:
         self.send(
             (
@@ -531,3 +567,41 @@ def test_a_busy_sip_port_stops_the_engine_but_not_a_virtual_clock_scenario(
                 loop.run_until_complete(real())
         finally:
             loop.close()
+
+
+def test_hold_stops_the_engine_s_rtp_and_resume_brings_the_prompts_back(
+    engine_config: Any,
+) -> None:
+    async def body(engine: Any) -> Any:
+        plays = listen(engine)
+        caller = SipCaller(engine.sip.port)
+        await caller.open()
+        try:
+            await caller.call()
+            await wait_for(lambda: said(plays, "电费查询请按一"))
+            await wait_for(lambda: len(caller.received) > 160 * 25)
+            caller.reinvite("sendonly", 2)
+            held = await caller.answered(2)
+            await asyncio.sleep(0.1)  # a frame already on its way may still land
+            during_hold = len(caller.received)
+            await asyncio.sleep(2.0)
+            after_hold = len(caller.received)
+            caller.reinvite("sendrecv", 3)
+            resumed = await caller.answered(3)
+            mark = len(caller.received)
+            caller.press("1")
+            await wait_for(lambda: said(plays, "请输入您的十位户号"))
+            await wait_for(lambda: len(caller.received) > mark + 8000 * 2)
+            heard = ulaw_decode(bytes(caller.received[mark:]))
+            caller.bye()
+            await engine.idle()
+            return held, resumed, during_hold, after_hold, heard
+        finally:
+            caller.close()
+
+    held, resumed, during_hold, after_hold, heard = with_engine(engine_config, body)
+    assert b"a=recvonly" in held.body and b"a=sendrecv" in resumed.body
+    versions = [int(r.body.decode().split("o=")[1].split()[2]) for r in (held, resumed)]
+    assert versions[1] == versions[0] + 1
+    assert after_hold == during_hold  # no RTP reached the caller while held
+    assert (np.abs(heard.astype(np.int32)) > 500).sum() > 8000 // 2  # prompt audio again

@@ -209,3 +209,95 @@ def test_thousands_of_damaged_requests_never_raise_and_leave_no_ringing_call_beh
     assert "c1" in uas.calls and call.state is CallState.RINGING  # never harmed
     assert all(c.call_id == "c1" for c in uas.calls.values())
     assert answered > 0  # some damaged INVITEs were still acceptable calls
+
+
+def confirmed_call(uas: Uas) -> object:
+    from drivers.sip.sdp import answer_offer, parse_sdp, serialize_sdp
+
+    _, call = invite(uas)
+    answer, plan = answer_offer(
+        parse_sdp(sdp()), local_address="127.0.0.1", local_port=30000, session_id=77
+    )
+    uas.answer(call, serialize_sdp(answer), 0.0, plan=plan)
+    uas.receive(request("ACK", to_tag=call.to_tag, branch="z9hG4bKack"), CALLER, 0.1)
+    assert call.state is CallState.CONFIRMED
+    return call
+
+
+def reinvite(uas: Uas, call, direction: str, cseq: int, now: float = 1.0) -> list:
+    body = sdp() + (f"a={direction}\r\n" if direction else "")
+    data = request("INVITE", to_tag=call.to_tag, cseq=cseq, branch=f"z9hG4bKre{cseq}", body=body)
+    return uas.receive(data, CALLER, now)
+
+
+def test_reinvite_hold_inactive_and_resume_answer_directions_with_new_sdp_versions() -> None:
+    from drivers.sip.sdp import Direction, parse_sdp
+    from drivers.sip.uas import Reinvited
+
+    uas = Uas("127.0.0.1", 5060)
+    call = confirmed_call(uas)
+    seen = []
+    for cseq, (offered, answered) in enumerate(
+        [("sendonly", "recvonly"), ("inactive", "inactive"), ("sendrecv", "sendrecv")], 2
+    ):
+        events = reinvite(uas, call, offered, cseq, now=cseq)
+        assert statuses(events) == [100, 200]
+        ok = parse(next(e.data for e in events if isinstance(e, Send) and b" 200 " in e.data[:12]))
+        assert ok.cseq.seq == cseq and ok.to.tag == call.to_tag
+        answer = parse_sdp(ok.body)
+        assert answer.media[0].direction == Direction(answered)
+        assert answer.media[0].port == 30000 and answer.session_id == 77
+        seen.append(answer.session_version)
+        (changed,) = [e for e in events if isinstance(e, Reinvited)]
+        assert changed.plan.direction == Direction(answered)
+        assert changed.plan.direction.sends == (answered == "sendrecv")
+        assert call.state is CallState.ANSWERED  # the 200 waits for its ACK
+        ack = request("ACK", to_tag=call.to_tag, cseq=cseq, branch=f"z9hG4bKack{cseq}")
+        assert uas.receive(ack, CALLER, cseq + 0.1) == []
+        assert call.state is CallState.CONFIRMED and uas.tick(cseq + 5) == []
+    assert seen == [2, 3, 4]  # each answer is a new SDP version
+
+
+def test_reinvite_200_is_retransmitted_until_ack_and_a_retransmitted_reinvite_gets_it_again() -> (
+    None
+):
+    uas = Uas("127.0.0.1", 5060)
+    call = confirmed_call(uas)
+    first = reinvite(uas, call, "sendonly", 2)
+    again = reinvite(uas, call, "sendonly", 2, now=1.2)
+    assert statuses(again) == [200] and again[0].data == first[1].data
+    assert statuses(uas.tick(1.0 + T1)) == [200]
+    uas.receive(request("ACK", to_tag=call.to_tag, cseq=2, branch="z9hG4bKx"), CALLER, 1.6)
+    assert uas.tick(10.0) == [] and call.state is CallState.CONFIRMED
+
+
+def test_unacceptable_reinvite_is_488_and_the_call_goes_on_unchanged() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    call = confirmed_call(uas)
+    plan = call.plan
+    data = request("INVITE", to_tag=call.to_tag, cseq=2, branch="z9hG4bKg", body=sdp("18"))
+    assert statuses(uas.receive(data, CALLER, 1.0)) == [100, 488]
+    assert call.state is CallState.CONFIRMED and call.plan is plan
+    assert statuses(reinvite(uas, call, "sendonly", 3)) == [100, 200]
+
+
+def test_reinvite_pending_old_cseq_and_unknown_dialog() -> None:
+    uas = Uas("127.0.0.1", 5060)
+    call = confirmed_call(uas)
+    reinvite(uas, call, "sendonly", 2)
+    assert statuses(reinvite(uas, call, "sendrecv", 3)) == [491]  # first 200 not ACKed yet
+    uas.receive(request("ACK", to_tag=call.to_tag, cseq=2, branch="z9hG4bKy"), CALLER, 1.5)
+    assert statuses(reinvite(uas, call, "sendrecv", 1)) == [500]
+    stray = request("INVITE", to_tag="other", cseq=5, body=sdp())
+    assert statuses(uas.receive(stray, CALLER, 2.0)) == [481]
+
+
+def test_reinvite_without_sdp_offers_the_current_description() -> None:
+    from drivers.sip.sdp import parse_sdp
+
+    uas = Uas("127.0.0.1", 5060)
+    call = confirmed_call(uas)
+    data = request("INVITE", to_tag=call.to_tag, cseq=2, branch="z9hG4bKn")
+    events = uas.receive(data, CALLER, 1.0)
+    assert statuses(events) == [100, 200]
+    assert parse_sdp(parse(events[1].data).body).media[0].port == 30000

@@ -113,8 +113,28 @@ class RtpStream:
             timestamp=secrets.randbits(32),
             event_payload_type=plan.event_payload_type,
         )
+        self.events = None
         if plan.event_payload_type is not None:
             self.events = TelephoneEventReceiver(plan.event_payload_type)
+
+    def update(self, plan: MediaPlan) -> None:
+        """A re-INVITE's new plan: direction (hold/resume) and, if it changed, the codec.
+
+        The sender keeps its SSRC and sequence when the codec stays, and the latched caller
+        address stays in force (the SDP address is only used until the caller's RTP is seen).
+        """
+        old = self.plan
+        if old is None or (old.payload_type, old.event_payload_type, old.encoding) != (
+            plan.payload_type,
+            plan.event_payload_type,
+            plan.encoding,
+        ):
+            self.configure(plan)
+        self.plan = plan
+        if self.latched is not None:
+            self.remote = self.latched
+        else:
+            self.remote = (plan.remote_address, plan.remote_port)
 
     @property
     def in_band_dtmf(self) -> bool:
@@ -308,6 +328,8 @@ class MediaPlane:
                 for packet in stream.sender.tick(payload):
                     stream.transport.sendto(packet, stream.remote)
                     stream.packets_out += 1
+            else:  # on hold: nothing is sent, the RTP timestamps keep time
+                stream.sender.tick(None)
             if stream.inbound:
                 inbound[stream.slot] = stream.inbound.popleft()
             stream.expire_event(now)

@@ -5,8 +5,9 @@ datagram to the UAS with the loop's time, sends what it returns, and turns its c
 into :class:`~drivers.sip.channel.SipChannel` objects for the engine (``on_incoming``). Answering
 binds the call's RTP port in the :class:`~drivers.sip.media.MediaPlane`, builds the SDP answer
 (:func:`~drivers.sip.sdp.answer_offer`) and starts the stream on the shared media clock. A
-timer runs the UAS's Timer G/H while a 200 OK waits for its ACK. Nothing a peer sends can stop
-the endpoint: every datagram is handled inside its own ``try``.
+timer runs the UAS's Timer G/H while a 200 OK waits for its ACK. A re-INVITE's new plan
+(hold: the engine stops sending RTP; resume: it sends again) goes to the call's stream.
+Nothing a peer sends can stop the endpoint: every datagram is handled inside its own ``try``.
 
 Calls from any source may only reach flows: nothing here places outbound calls.
 """
@@ -24,7 +25,7 @@ from drivers.channel import HangupCause, HungUp
 from drivers.sip.channel import SipChannel
 from drivers.sip.media import MediaError, MediaPlane
 from drivers.sip.sdp import OfferRejected, answer_offer, serialize_sdp
-from drivers.sip.uas import T1, CallGone, Event, NewCall, Send, Uas, UasCall
+from drivers.sip.uas import T1, CallGone, Event, NewCall, Reinvited, Send, Uas, UasCall
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +134,16 @@ class SipEndpoint:
                     called=channel.called,
                 )
                 self.on_incoming(channel)
+            elif isinstance(event, Reinvited):
+                channel = event.call.data.get("channel")  # type: ignore[assignment]
+                if isinstance(channel, SipChannel) and channel.stream is not None:
+                    channel.stream.update(event.plan)
+                    log.info(
+                        "sip.reinvite",
+                        call_id=channel.call_id,
+                        direction=str(event.plan.direction),
+                        codec=event.plan.codec,
+                    )
             elif isinstance(event, CallGone):
                 channel = event.call.data.get("channel")  # type: ignore[assignment]
                 if isinstance(channel, SipChannel):
@@ -184,7 +195,7 @@ class SipEndpoint:
             raise HungUp(HangupCause.ERROR) from exc
         channel.stream = stream
         self.media.start(stream, plan)
-        self._handle(self.uas.answer(call, serialize_sdp(answer), self._loop.time()))
+        self._handle(self.uas.answer(call, serialize_sdp(answer), self._loop.time(), plan=plan))
         log.info(
             "sip.answered",
             call_id=channel.call_id,

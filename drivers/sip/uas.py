@@ -17,6 +17,13 @@ Flow of a call: INVITE → 100 Trying, then (offer acceptable) 180 Ringing and a
 before the 200 → 200 for the CANCEL, 487 for the INVITE and :class:`CallGone` (``cancelled``).
 BYE from the far end → 200 and :class:`CallGone` (``bye``). :meth:`Uas.hangup` sends BYE.
 Malformed requests get the 400 of :func:`~drivers.sip.message.error_response` or are dropped.
+
+A re-INVITE in a confirmed dialog (hold and resume, RFC 3264 §8.4) is answered here: the new
+offer is answered on the call's RTP port with the next SDP version (``sendonly`` → ``recvonly``,
+``inactive`` → ``inactive``, ``sendrecv`` → ``sendrecv``), the 200 is retransmitted until its
+ACK like the first one, and :class:`Reinvited` tells the shell the new :class:`MediaPlan`. An
+unacceptable new offer gets 488 and leaves the call as it was; a re-INVITE while a 200 still
+waits for its ACK gets 491; an old CSeq gets 500.
 """
 
 from __future__ import annotations
@@ -37,7 +44,15 @@ from drivers.sip.message import (
     response_to,
     screen_request,
 )
-from drivers.sip.sdp import OfferRejected, SdpError, Session, answer_offer, parse_sdp
+from drivers.sip.sdp import (
+    MediaPlan,
+    OfferRejected,
+    SdpError,
+    Session,
+    answer_offer,
+    parse_sdp,
+    serialize_sdp,
+)
 
 T1 = 0.5  # RFC 3261 timer values (seconds)
 T2 = 4.0
@@ -77,7 +92,15 @@ class CallGone:
     why: str
 
 
-Event = Send | NewCall | CallGone
+@dataclass(slots=True)
+class Reinvited:
+    """A re-INVITE changed the call's media (hold, resume): the shell applies ``plan``."""
+
+    call: UasCall
+    plan: MediaPlan
+
+
+Event = Send | NewCall | CallGone | Reinvited
 
 
 @dataclass(slots=True, eq=False)
@@ -100,6 +123,9 @@ class UasCall:
     interval: float = T1
     give_up_at: float = 0.0
     data: dict[str, object] = field(default_factory=dict)  # the shell's per-call data
+    remote_cseq: int = 0  # highest CSeq of the caller's requests in the dialog
+    local_sdp: Session | None = None  # the engine's last answer (port, session id, version)
+    plan: MediaPlan | None = None  # the media plan in force
 
 
 class Uas:
@@ -141,7 +167,7 @@ class Uas:
     def _request(self, request: Request, source: Address, now: float) -> list[Event]:
         method = request.method
         if method == "INVITE":
-            return self._invite(request, source)
+            return self._invite(request, source, now)
         if method == "ACK":
             return self._ack(request, now)
         if method == "CANCEL":
@@ -157,15 +183,17 @@ class Uas:
         response.headers.add("Allow", ALLOW)
         return [self._send(response, source)]
 
-    def _invite(self, request: Request, source: Address) -> list[Event]:
+    def _invite(self, request: Request, source: Address, now: float) -> list[Event]:
         call_id = request.call_id or ""
         existing = self.calls.get(call_id)
         if existing is not None:
             if request.to.tag is None and existing.last_response:
                 return [Send(existing.last_response, source)]  # a retransmitted INVITE
-            response = response_to(request, 488, "Not Acceptable Here")
-            response.headers.add("Warning", '399 hotline "re-INVITE not supported yet"')
-            return [self._send(response, source)]
+            if request.to.tag == existing.to_tag:
+                return self._reinvite(existing, request, source, now)
+            return [
+                self._send(response_to(request, 481, "Call/Transaction Does Not Exist"), source)
+            ]
         if request.to.tag is not None:
             return [
                 self._send(response_to(request, 481, "Call/Transaction Does Not Exist"), source)
@@ -184,12 +212,61 @@ class Uas:
         caller_uri = request.from_.uri
         caller = parse_sip_uri(caller_uri).user or "" if caller_uri.startswith("sip") else ""
         call = UasCall(call_id, request, source, offer, caller, called, self._tag())
+        call.remote_cseq = request.cseq.seq
         call.remote_target = _contact_address(request, source)
         ringing = response_to(request, 180, "Ringing", call.to_tag)
         call.last_response = self._bytes(ringing, contact=True)
         self.calls[call_id] = call
         out.append(Send(call.last_response, source))
         out.append(NewCall(call))
+        return out
+
+    def _reinvite(
+        self, call: UasCall, request: Request, source: Address, now: float
+    ) -> list[Event]:
+        """A new offer in the dialog: hold, resume or a codec change (RFC 3261 §14.2)."""
+        cseq = request.cseq.seq
+        if cseq == call.remote_cseq and call.last_response:
+            return [Send(call.last_response, source)]  # the re-INVITE retransmitted
+        if cseq < call.remote_cseq:
+            return [self._send(response_to(request, 500, "Out of Order CSeq"), source)]
+        if call.state is not CallState.CONFIRMED or call.local_sdp is None:
+            response = response_to(request, 491, "Request Pending")
+            return [self._send(response, source)]
+        call.remote_cseq = cseq
+        out: list[Event] = [self._send(response_to(request, 100, "Trying"), source)]
+        current = call.local_sdp
+        if request.body:
+            try:
+                offer = parse_sdp(request.body)
+                answer, plan = answer_offer(
+                    offer,
+                    local_address=self.host,
+                    local_port=current.media[0].port if current.media else 0,
+                    session_id=current.session_id,
+                    session_version=current.session_version + 1,
+                )
+            except (SdpError, OfferRejected) as exc:
+                reason = getattr(exc, "reason", str(exc))
+                response = response_to(request, 488, "Not Acceptable Here")
+                response.headers.add("Warning", f'399 hotline "{_quote(reason)}"')
+                call.last_response = self._bytes(response)
+                out.append(Send(call.last_response, source))
+                return out
+            call.offer, call.local_sdp, call.plan = offer, answer, plan
+            out.append(Reinvited(call, plan))
+        else:  # no offer: the 200 carries the engine's current description as the offer
+            answer = current
+        ok = response_to(request, 200, "OK", call.to_tag)
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = serialize_sdp(answer)
+        call.ok = call.last_response = self._bytes(ok, contact=True)
+        call.state = CallState.ANSWERED
+        call.interval = T1
+        call.resend_at = now + T1
+        call.give_up_at = now + 64 * T1
+        call.remote_target = _contact_address(request, call.remote_target or source)
+        out.insert(1, Send(call.ok, source))
         return out
 
     def _ack(self, request: Request, now: float) -> list[Event]:
@@ -223,10 +300,17 @@ class Uas:
         return [self._send(response_to(request, 200, "OK"), source), CallGone(call, "bye")]
 
     # --- the engine's side -----------------------------------------------------------------
-    def answer(self, call: UasCall, sdp: bytes, now: float) -> list[Event]:
+    def answer(
+        self, call: UasCall, sdp: bytes, now: float, *, plan: MediaPlan | None = None
+    ) -> list[Event]:
         """200 OK with the SDP answer, retransmitted by :meth:`tick` until the ACK."""
         if call.state is not CallState.RINGING:
             return []
+        try:
+            call.local_sdp = parse_sdp(sdp)
+        except SdpError:
+            call.local_sdp = None  # a re-INVITE then gets 491: nothing to answer it from
+        call.plan = plan
         ok = response_to(call.invite, 200, "OK", call.to_tag)
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = sdp
