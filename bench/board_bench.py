@@ -81,6 +81,7 @@ async def main(args: argparse.Namespace) -> None:
         },
     )
     config.control.enabled = False
+    config.sip.enabled = False  # this bench measures the board alone
     config.board.trunks = args.lines
     config.board.stations = 0
     engine = Engine(config, watch_flows=False)
