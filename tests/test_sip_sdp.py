@@ -280,3 +280,22 @@ def test_mutated_offers_give_an_answer_or_a_clear_rejection() -> None:
 def test_utf8_session_name_survives() -> None:
     session = parse_sdp(PYVOIP_OFFER.replace("s=pyVoIP 1.6.8", "s=国网95598").encode())
     assert parse_sdp(serialize_sdp(session)).name == "国网95598"
+
+
+def test_malformed_rtpmap_on_a_declined_video_stream_is_kept_not_fatal() -> None:
+    from drivers.sip.sdp import SdpError, answer_offer, parse_sdp
+
+    body = (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 49217 RTP/AVP 0 12\r\nm=video 3227 RTP/AVP 31\r\na=rtpmap:31 LPC\r\n"
+    )  # the SDP of RFC 4475 esc01/longreq
+    offer = parse_sdp(body)
+    assert offer.media[1].attributes == ["rtpmap:31 LPC"]
+    answer, plan = answer_offer(offer, local_address="127.0.0.1", local_port=4000, session_id=1)
+    assert plan.codec == "PCMU" and answer.media[1].port == 0
+    try:
+        parse_sdp(body.replace("m=video 3227 RTP/AVP 31", "m=audio 3227 RTP/AVP 31"))
+    except SdpError as exc:
+        assert "rtpmap" in str(exc)
+    else:
+        raise AssertionError("a malformed rtpmap on an audio stream must be refused")

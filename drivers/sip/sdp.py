@@ -204,6 +204,9 @@ def _media_attribute(media: Media, value: str) -> None:
         pt_text, _, encoding = rest.partition(" ")
         pieces = encoding.strip().split("/")
         if not pt_text.isdigit() or len(pieces) < 2 or not pieces[1].isdigit():
+            if media.kind != "audio":  # a stream the engine declines anyway (RFC 4475 esc01)
+                media.attributes.append(value)
+                return
             raise SdpError(f"malformed rtpmap {rest[:60]!r}")
         channels = int(pieces[2]) if len(pieces) > 2 and pieces[2].isdigit() else 1
         media.rtpmap[int(pt_text)] = (pieces[0], int(pieces[1]), channels)
