@@ -36,6 +36,16 @@ published on the bus as ``queue.<kind>`` (``queue.enter``, ``queue.offer``,
 ``queue.screen_pop`` carries what the flow handed over (IVR path, keys, variables) for the
 seat that rings. The last :data:`RECENT_EVENTS` queue events stay in ``recent_events`` (the
 live log, in the core's clock); the durable log is :mod:`hotline.services.queue_log`.
+
+State reconciliation: a seat's phone going out of service (the board's ``line.service``
+notice, :meth:`SimBoard.set_in_service`) makes the contact centre call
+:meth:`Acd.reconcile` for the agent at that seat with ``seat_registered=False``: the agent is
+set not ready (``unregistered``) and a call ringing there is withdrawn and re-offered, the
+caller keeping their place; back in service, the agent's status is restored. Every
+:data:`RECONCILE_SECONDS` a loop timer (not a polling loop of its own: one ``call_later``)
+audits the agents the core believes are reserved or on a call against the seat legs that
+still exist, and frees an agent whose leg has vanished. Each fix is logged
+(``queue.reconciled``) and published on the bus.
 """
 
 from __future__ import annotations
@@ -51,13 +61,14 @@ from typing import Any
 import numpy as np
 import structlog
 
-from acd.agents import Agent, Status, TransitionError
+from acd.agents import UNREGISTERED, Agent, Status, TransitionError
 from acd.events import (
     Action,
     Announce,
     CallbackAccepted,
     Connect,
     DropLeg,
+    Fixed,
     Offer,
     OfferCallback,
     Queued,
@@ -86,6 +97,8 @@ KEY_WORDS = {
     "#": "井号",
 }
 MUSIC_PROMPT_ID = "queue.music"
+RECONCILE_SECONDS = 30.0  # the audit of agents' states against the seats' legs
+BUSY_STATES = ("reserved", "on_call", "on_hold")
 
 
 def hold_music(seconds_per_note: float = 0.4, dbm0: float = -24.0) -> Playable:
@@ -160,7 +173,9 @@ class ContactCenter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopped = False
+        self._audit: asyncio.TimerHandle | None = None
         self.recent_events: deque[QueueEvent] = deque(maxlen=RECENT_EVENTS)
+        self._unsubscribe_service = bus.subscribe("line.service", self._on_line_service)
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, *, login: Iterable[str] = ()) -> None:
@@ -169,9 +184,15 @@ class ContactCenter:
         self._last_now = self._loop.time()
         for agent_id in login:
             self.login(agent_id)
+        self._audit = self._loop.call_later(RECONCILE_SECONDS, self._on_audit)
 
     async def stop(self) -> None:
         self._stopped = True
+        if callable(self._unsubscribe_service):
+            self._unsubscribe_service()
+        if self._audit is not None:
+            self._audit.cancel()
+            self._audit = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -377,6 +398,70 @@ class ContactCenter:
             callback=offer.callback,
         )
 
+    # --- state reconciliation -----------------------------------------------------------------
+    def _seat_agents(self, seat: str) -> list[str]:
+        return [a.id for a in self.acd.agents.values() if a.seat == seat]
+
+    def _seat_in_service(self, seat: str) -> bool:
+        try:
+            return bool(self.board.line(seat).in_service)
+        except (KeyError, AttributeError):
+            return False
+
+    def _live_legs(self, agent_id: str) -> list[str]:
+        """Call ids of the agent's seat legs that still exist."""
+        return [c for (c, a), leg in self._legs.items() if a == agent_id and not leg.hung_up]
+
+    def _on_line_service(self, event: Any) -> None:
+        """A seat's phone was unplugged or plugged back in."""
+        if self._loop is None or self._stopped:
+            return
+        seat, in_service = event.data.get("line"), bool(event.data.get("in_service"))
+        for agent_id in self._seat_agents(seat):
+            if in_service:
+                legs = self._live_legs(agent_id)
+                self._apply(self.acd.reconcile(agent_id, True, legs, self._now()))
+                continue
+            # the phone is gone: a ringing leg goes with it (the board ends it next); the
+            # connected call ends through its bridge
+            ringing = [
+                (c, a)
+                for (c, a) in self._legs
+                if a == agent_id and not self._connected(c, agent_id)
+            ]
+            dropped = [self._legs.pop(key) for key in ringing]
+            legs = self._live_legs(agent_id)
+            self._apply(self.acd.reconcile(agent_id, False, legs, self._now()))
+            for leg in dropped:
+                if not leg.hung_up:
+                    self._spawn(leg.hangup())
+
+    def _connected(self, call_id: str, agent_id: str) -> bool:
+        w, cb = self._waiting.get(call_id), self._callbacks.get(call_id)
+        return (w is not None and w.agent_id == agent_id) or (
+            cb is not None and cb.agent_id == agent_id
+        )
+
+    def reconcile_all(self) -> None:
+        """Audit: agents reserved or on a call against their seats' legs and phones."""
+        if self._loop is None:
+            return
+        for agent in list(self.acd.agents.values()):
+            registered = self._seat_in_service(agent.seat)
+            unregistered = agent.reason == UNREGISTERED
+            if str(agent.state) in BUSY_STATES or registered == unregistered:
+                legs = self._live_legs(agent.id)
+                self._apply(self.acd.reconcile(agent.id, registered, legs, self._now()))
+
+    def _on_audit(self) -> None:
+        self._audit = None
+        if self._stopped or self._loop is None:
+            return
+        try:
+            self.reconcile_all()
+        finally:
+            self._audit = self._loop.call_later(RECONCILE_SECONDS, self._on_audit)
+
     # --- queued callback -----------------------------------------------------------------------
     def _request_callback(self, waiting: _Waiting) -> bool:
         """The waiting caller pressed the callback key: keep their place, let them hang up."""
@@ -514,6 +599,12 @@ class ContactCenter:
             for call_id, agent_id in list(self._legs):
                 if agent_id == action.agent_id and call_id == action.call_id:
                     self._drop_leg(call_id, agent_id)
+        elif isinstance(action, Fixed):
+            fix = {"agent_id": action.agent_id, "fix": action.what}
+            log.warning("queue.reconciled", call_id=action.call_id, **fix)
+            self.bus.publish(
+                "queue.reconciled", action.call_id, agent_id=action.agent_id, fix=action.what
+            )
         elif not isinstance(action, (Queued, CallbackAccepted)):
             log.info("queue.action_not_handled", action=type(action).__name__)
 

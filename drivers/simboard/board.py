@@ -214,9 +214,25 @@ class SimBoard:
         line = self.line(line_name)
         if line.kind is not LineKind.STATION:
             raise ValueError(f"{line.name} is not a station line")
+        if not line.in_service:
+            raise RuntimeError(f"station {line.name} is out of service (no phone)")
         if line.state is not LineState.IDLE:
             raise RuntimeError(f"station {line.name} is busy")
         return self._ring_out(line, caller, called or line.name)
+
+    def set_in_service(self, line_name: str | int, in_service: bool) -> None:
+        """Plug a phone into a line or unplug it (an FXS line with no phone).
+
+        Publishes ``line.service`` (``line``, ``in_service``) first, then ends any call on the
+        line: a ringing or connected leg goes away as if the phone had been pulled out.
+        """
+        line = self.line(line_name)
+        if line.in_service == in_service:
+            return
+        line.in_service = in_service
+        self.on_event("line.service", None, line=line.name, in_service=in_service)
+        if not in_service and self._channels[line.index] is not None:
+            self._end_call(line.index, HangupCause.ERROR)
 
     def dial(self, number: str, caller: str = "") -> SimChannel:
         """An outbound call on the first free trunk: its far end rings (``"ringing"`` notify

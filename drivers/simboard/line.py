@@ -253,6 +253,7 @@ class SimLine:
         self.config = config
         self.now = now
         self.state = LineState.IDLE
+        self.in_service = True  # False: no phone on the line (unplugged), see set_in_service
         self.far_end = FarEnd(self)
         self._board = board_hooks
         self.index = -1  # row in the board's media arrays, set by the board
