@@ -605,3 +605,55 @@ def test_hold_stops_the_engine_s_rtp_and_resume_brings_the_prompts_back(
     assert versions[1] == versions[0] + 1
     assert after_hold == during_hold  # no RTP reached the caller while held
     assert (np.abs(heard.astype(np.int32)) > 500).sum() > 8000 // 2  # prompt audio again
+
+
+def test_invite_flood_from_one_source_gets_503_while_another_source_calls(
+    engine_config: Any,
+) -> None:
+    from structlog.testing import capture_logs
+
+    from drivers.sip.ratelimit import SourceLimiter
+
+    async def body(engine: Any) -> Any:
+        engine.sip.uas.limits["INVITE"] = SourceLimiter(2.0, 5, log_window=60.0)
+        loop = asyncio.get_running_loop()
+        flood, flood_proto = await loop.create_datagram_endpoint(_Udp, local_addr=("127.0.0.2", 0))
+        template = SipCaller(engine.sip.port)
+        await template.open()
+        caller = SipCaller(engine.sip.port)
+        await caller.open()
+        try:
+            with capture_logs() as logs:
+                for n in range(300):
+                    data = template.invite_bytes().replace(
+                        template.call_id.encode(), f"flood{n}".encode()
+                    )
+                    flood.sendto(data, (HOST, engine.sip.port))
+                    if n % 10 == 9:  # within socket buffers; 300 INVITEs in 30 ms
+                        await asyncio.sleep(0.001)
+                await caller.call()  # another source is served during the flood
+                await wait_for(lambda: flood_proto.queue.qsize() >= 300 + 5)
+                await wait_for(lambda: len(caller.received) > 160 * 50)
+            statuses, retry_after = [], set()
+            while not flood_proto.queue.empty():
+                data, _ = flood_proto.queue.get_nowait()
+                message = parse(data)
+                statuses.append(message.status)
+                if message.status == 503:
+                    retry_after.add(message.headers.get("retry-after"))
+            for channel in list(engine.sip.channels.values()):
+                await channel.hangup()
+            await engine.idle()
+            limited = [e for e in logs if e["event"] == "sip.rate_limited"]
+            return statuses, retry_after, limited, engine.sip.uas.calls
+        finally:
+            flood.close()
+            template.close()
+            caller.close()
+
+    statuses, retry_after, limited, calls = with_engine(engine_config, body)
+    assert statuses.count(503) == 295 and statuses.count(100) == 5
+    assert retry_after == {"1"}
+    (entry,) = limited  # logged once for the window, not once per INVITE
+    assert entry["source"].startswith("127.0.0.2:") and entry["method"] == "INVITE"
+    assert not calls

@@ -9,7 +9,9 @@ timer runs the UAS's Timer G/H while a 200 OK waits for its ACK. A re-INVITE's n
 (hold: the engine stops sending RTP; resume: it sends again) goes to the call's stream.
 Nothing a peer sends can stop the endpoint: every datagram is handled inside its own ``try``.
 
-Calls from any source may only reach flows: nothing here places outbound calls.
+Calls from any source may only reach flows: nothing here places outbound calls. New INVITEs
+and REGISTERs are rate-limited per source address (503 + Retry-After, see
+:mod:`drivers.sip.ratelimit`); a source going over its limit is logged once per window.
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ import structlog
 from drivers.channel import HangupCause, HungUp
 from drivers.sip.channel import SipChannel
 from drivers.sip.media import MediaError, MediaPlane
+from drivers.sip.ratelimit import SourceLimiter
 from drivers.sip.sdp import OfferRejected, answer_offer, serialize_sdp
-from drivers.sip.uas import T1, CallGone, Event, NewCall, Reinvited, Send, Uas, UasCall
+from drivers.sip.uas import (
+    T1,
+    CallGone,
+    Event,
+    Limited,
+    NewCall,
+    Reinvited,
+    Send,
+    Uas,
+    UasCall,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +77,11 @@ class SipEndpoint:
         on_incoming: Callable[[SipChannel], None],
         answer_after: float = 0.5,
         name: str = "sip",
+        invite_limit: SourceLimiter | None = None,
+        register_limit: SourceLimiter | None = None,
     ) -> None:
+        self.invite_limit = invite_limit
+        self.register_limit = register_limit
         self.media = media
         self.host = host
         self.port = port
@@ -91,7 +108,12 @@ class SipEndpoint:
             ) from exc
         self._transport = transport  # type: ignore[assignment]
         self.port = transport.get_extra_info("sockname")[1]
-        self.uas = Uas(self.host, self.port)
+        self.uas = Uas(
+            self.host,
+            self.port,
+            invite_limit=self.invite_limit,
+            register_limit=self.register_limit,
+        )
         log.info("sip.listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
@@ -134,6 +156,14 @@ class SipEndpoint:
                     called=channel.called,
                 )
                 self.on_incoming(channel)
+            elif isinstance(event, Limited):
+                log.warning(
+                    "sip.rate_limited",
+                    source=f"{event.source[0]}:{event.source[1]}",
+                    method=event.method,
+                    retry_after=event.retry_after,
+                    refused=event.refused,
+                )
             elif isinstance(event, Reinvited):
                 channel = event.call.data.get("channel")  # type: ignore[assignment]
                 if isinstance(channel, SipChannel) and channel.stream is not None:

@@ -24,6 +24,11 @@ offer is answered on the call's RTP port with the next SDP version (``sendonly``
 ACK like the first one, and :class:`Reinvited` tells the shell the new :class:`MediaPlan`. An
 unacceptable new offer gets 488 and leaves the call as it was; a re-INVITE while a 200 still
 waits for its ACK gets 491; an old CSeq gets 500.
+
+Flood protection: new INVITEs and REGISTERs are counted per source address by a
+:class:`~drivers.sip.ratelimit.SourceLimiter` each; over the limit the request gets 503 with
+``Retry-After`` before any other work is done, and :class:`Limited` (once per source and log
+window) tells the shell to log it. Retransmissions and in-dialog requests are not counted.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from drivers.sip.message import (
     response_to,
     screen_request,
 )
+from drivers.sip.ratelimit import SourceLimiter
 from drivers.sip.sdp import (
     MediaPlan,
     OfferRejected,
@@ -100,7 +106,20 @@ class Reinvited:
     plan: MediaPlan
 
 
-Event = Send | NewCall | CallGone | Reinvited
+@dataclass(slots=True)
+class Limited:
+    """A source went over its rate limit (reported once per log window): the shell logs it."""
+
+    source: Address
+    method: str
+    retry_after: int
+    refused: int  # refusals since the previous report, this one included
+
+
+Event = Send | NewCall | CallGone | Reinvited | Limited
+
+INVITE_RATE, INVITE_BURST = 50.0, 100  # per source address: new calls per second, burst
+REGISTER_RATE, REGISTER_BURST = 5.0, 20
 
 
 @dataclass(slots=True, eq=False)
@@ -131,10 +150,26 @@ class UasCall:
 class Uas:
     """INVITE server transactions and dialogs for the calls of one SIP endpoint."""
 
-    def __init__(self, host: str, port: int, *, user_agent: str = "hotline-95598") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        user_agent: str = "hotline-95598",
+        invite_limit: SourceLimiter | None = None,
+        register_limit: SourceLimiter | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.user_agent = user_agent
+        self.limits = {
+            "INVITE": SourceLimiter(INVITE_RATE, INVITE_BURST)
+            if invite_limit is None
+            else invite_limit,
+            "REGISTER": SourceLimiter(REGISTER_RATE, REGISTER_BURST)
+            if register_limit is None
+            else register_limit,
+        }
         self.calls: dict[str, UasCall] = {}
         self._ids = itertools.count(1)
 
@@ -166,6 +201,18 @@ class Uas:
 
     def _request(self, request: Request, source: Address, now: float) -> list[Event]:
         method = request.method
+        limiter = self.limits.get(method)
+        if limiter is not None and not self._known(request):
+            verdict = limiter.check(source[0], now)
+            if not verdict.allowed:
+                response = response_to(request, 503, "Service Unavailable")
+                response.headers.add("Retry-After", str(verdict.retry_after))
+                out: list[Event] = [self._send(response, source)]
+                if verdict.report:
+                    out.append(
+                        Limited(source, method, verdict.retry_after, verdict.refused_since_report)
+                    )
+                return out
         if method == "INVITE":
             return self._invite(request, source, now)
         if method == "ACK":
@@ -182,6 +229,12 @@ class Uas:
         response = response_to(request, 405, "Method Not Allowed")
         response.headers.add("Allow", ALLOW)
         return [self._send(response, source)]
+
+    def _known(self, request: Request) -> bool:
+        """An INVITE of a call the UAS already has (retransmission, re-INVITE): not counted."""
+        return request.method == "INVITE" and (
+            request.to.tag is not None or (request.call_id or "") in self.calls
+        )
 
     def _invite(self, request: Request, source: Address, now: float) -> list[Event]:
         call_id = request.call_id or ""
