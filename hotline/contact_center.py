@@ -409,8 +409,9 @@ class ContactCenter:
             return False
 
     def _live_legs(self, agent_id: str) -> list[str]:
-        """Call ids of the agent's seat legs that still exist."""
-        return [c for (c, a), leg in self._legs.items() if a == agent_id and not leg.hung_up]
+        """Call ids of the agent's seat legs the contact centre still holds (a leg that has
+        just hung up stays until its bridge or ring handler has reported it)."""
+        return [c for (c, a) in self._legs if a == agent_id]
 
     def _on_line_service(self, event: Any) -> None:
         """A seat's phone was unplugged or plugged back in."""

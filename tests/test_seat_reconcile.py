@@ -111,3 +111,23 @@ def test_a_vanished_seat_leg_is_found_by_the_audit_and_the_agent_freed(acd_confi
     fixes = [(a, d["fix"]) for k, a, d in got["events"] if k == "queue.reconciled"]
     assert fixes == [("1001", "ringing without a seat leg: offer withdrawn")]
     assert "queue.connect" in [k for k, _, _ in got["events"]]
+
+
+def test_unplugging_a_seat_in_a_call_ends_the_call_and_frees_the_agent(acd_config: Any) -> None:
+    async def body(engine: Any) -> dict[str, Any]:
+        events = queue_events(engine)
+        caller = await ask_for_agent(engine)
+        seat = await seat_rings(engine, "s1")
+        seat.off_hook()
+        await caller.expect(f"工号{say('digits', '1001')}为您服务")
+        assert engine.agent_status("1001")["state"] == "on_call"
+        engine.board.set_in_service("s1", False)
+        await caller.expect("感谢您的来电")  # back in the flow, as after the agent's hangup
+        await caller.expect_hangup()
+        await engine.idle()
+        return {"events": events, "after": engine.agent_status("1001")}
+
+    got = with_engine(acd_config, body)
+    assert (got["after"]["status"], got["after"]["reason"]) == ("not_ready", "unregistered")
+    assert got["after"]["state"] in ("wrap_up", "idle")
+    assert "queue.complete_agent" in [k for k, _, _ in got["events"]]
