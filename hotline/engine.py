@@ -29,6 +29,7 @@ from hotline.bus import Bus
 from hotline.config import Config
 from hotline.contact_center import ContactCenter
 from hotline.queue_config import check_references, load_queue_dir, seats_missing
+from hotline.queue_reload import QueueReloader
 from hotline.services.cdr import CdrWriter, RecordingIndex
 from hotline.services.queue_log import QueueLogWriter
 from hotline.services.registry import ServiceRegistry
@@ -71,6 +72,7 @@ class Engine:
         self.control: Any = None
         self.sip: Any = None  # drivers.sip.transport.SipEndpoint when sip.enabled
         self.contact_center: ContactCenter | None = None
+        self.queue_reloader: QueueReloader | None = None  # hot reload of acd.queues_dir
         self.cdr = CdrWriter(self.db, self.bus)
         self.recording_index = RecordingIndex(self.db, self.bus)
         self.queue_log = QueueLogWriter(self.db, self.bus)
@@ -254,6 +256,15 @@ class Engine:
         async with real_work():
             await self.speech.warm(self.contact_center.prompt_texts(), progress=False)
         self.contact_center.start(login=definition.agents if settings.login_at_start else ())
+        self.queue_reloader = QueueReloader(
+            self.contact_center,
+            self.config.path(settings.queues_dir),
+            lambda: self.flows.current,
+            stations=lambda: stations,
+        )
+        if self._watch_flows:
+            watcher = self.queue_reloader.watch()
+            self._tasks.append(asyncio.create_task(watcher, name="queues.watch"))
         log.info("engine.queues", queues=sorted(definition.queues), agents=len(definition.agents))
 
     async def _run_flow(self, channel: Channel, flow_id: str) -> CallOutcome:
