@@ -33,6 +33,7 @@ from hotline.queue_reload import QueueReloader
 from hotline.services.cdr import CdrWriter, RecordingIndex
 from hotline.services.queue_log import QueueLogWriter
 from hotline.services.registry import ServiceRegistry
+from hotline.services.sip_seats import ensure_demo_seats, seat_registrar
 from hotline.store.db import Database
 from hotline.store.demo import ensure_demo_data
 from ivr.flow.registry import FlowRegistry
@@ -96,6 +97,7 @@ class Engine:
                 created = await ensure_demo_data(self.db)
                 if created:
                     log.info("engine.demo_data_created")
+                await ensure_demo_seats(self.db)
         self.cdr.start()
         self.recording_index.start()
         self.queue_log.start()
@@ -172,6 +174,7 @@ class Engine:
             port=cfg.sip.port,
             on_incoming=self._incoming,
             answer_after=cfg.sip.answer_after,
+            registrar=await seat_registrar(self.db),
         )
         try:
             await self.sip.start()

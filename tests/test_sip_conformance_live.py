@@ -2,8 +2,8 @@
 
 Every corpus message is sent over UDP from its own socket to a live engine (virtual clock).
 Each request gets the response the corpus calls for — 400/505 for the invalid ones, 416, 420,
-415, 406 for the application-layer cases, 405 for methods the endpoint does not serve (it has
-no registrar yet), 481 for an in-dialog INVITE to no dialog — and responses are dropped. The
+415, 406 for the application-layer cases, 405 for methods the endpoint does not serve, 401
+(a digest challenge from the registrar) for the REGISTERs, 481 for an in-dialog INVITE to no dialog — and responses are dropped. The
 three INVITEs the corpus calls valid become calls; their SDP and Contact name hosts of the
 RFC's examples, so those are rewritten to the test's loopback sockets (the body keeps its
 length). Afterwards the call in progress still receives its media and a new call is set up.
@@ -30,11 +30,11 @@ EXPECTED: dict[str, list[int]] = {
     "wsinv": [481],  # carries a To tag: an in-dialog INVITE for a dialog that does not exist
     "intmeth": [405],
     "esc01": [100, 180],  # a call; the 200 follows after the ringing time
-    "escnull": [405],  # REGISTER: not served by this endpoint yet
+    "escnull": [401],  # REGISTER without credentials: challenged
     "esc02": [405],  # method RE%47IST%45R
     "lwsdisp": [200],
     "longreq": [100, 180],
-    "dblreq": [405],
+    "dblreq": [401],
     "semiuri": [200],
     "transports": [200],
     "mpart01": [405],  # MESSAGE
@@ -49,16 +49,16 @@ EXPECTED: dict[str, list[int]] = {
     "insuf": [400],
     "unkscm": [416],
     "novelsc": [416],
-    "unksm2": [405],
+    "unksm2": [401],
     "bext01": [420],
     "invut": [415],
-    "regescrt": [405],
+    "regescrt": [401],
     "sdp01": [406],
     "multi01": [400],
     "zeromf": [200],  # OPTIONS with Max-Forwards 0, addressed to the endpoint itself
-    "cparam01": [405],
-    "cparam02": [405],
-    "regaut01": [405],
+    "cparam01": [401],
+    "cparam02": [401],
+    "regaut01": [401],  # unknown Authorization scheme: challenged again
     "badbranch": [200],
     "inv2543": [100, 180],
     "mcl01": [400],

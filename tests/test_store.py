@@ -49,7 +49,7 @@ async def test_migrations_create_every_table_matching_the_models(db: Database) -
         revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
     assert diff == []
-    assert revision == "0003"
+    assert revision == "0004"
 
 
 async def test_migrations_also_run_by_url_as_the_alembic_command_does(tmp_path: Path) -> None:
@@ -238,3 +238,32 @@ async def test_demo_city_looks_real(db: Database) -> None:
     assert periods[0] == "2025-12" and periods[-1] == "2026-11" and len(periods) == 12
     assert 0.03 < in_arrears / len(account_nos) < 0.3
     assert {f.account_no for f in FIXED_ACCOUNTS} <= set(account_nos)
+
+
+async def test_seat_password_is_stored_as_ha1_only(db: Database) -> None:
+    from drivers.sip.digest import compute_ha1
+    from hotline.services.sip_seats import (
+        DEMO_PASSWORD,
+        DEMO_SEATS,
+        REALM,
+        SeatError,
+        ensure_demo_seats,
+        load_credentials,
+        set_seat_password,
+    )
+
+    assert await ensure_demo_seats(db) is True
+    assert await ensure_demo_seats(db) is False  # existing seats are left alone
+    await set_seat_password(db, "1001", "another-secret")
+    with pytest.raises(SeatError):
+        await set_seat_password(db, "1002", "short")
+    credentials = await load_credentials(db)
+    assert sorted(credentials) == sorted(DEMO_SEATS)
+    assert credentials["1001"].ha1 == {
+        "MD5": compute_ha1("1001", REALM, "another-secret", "MD5"),
+        "SHA-256": compute_ha1("1001", REALM, "another-secret", "SHA-256"),
+    }
+    assert credentials["1002"].ha1["MD5"] == compute_ha1("1002", REALM, DEMO_PASSWORD)
+    async with db.session() as session:
+        rows = (await session.execute(text("SELECT * FROM sip_seats"))).all()
+    assert not any("another-secret" in str(v) or DEMO_PASSWORD in str(v) for r in rows for v in r)

@@ -12,6 +12,9 @@ Nothing a peer sends can stop the endpoint: every datagram is handled inside its
 Calls from any source may only reach flows: nothing here places outbound calls. New INVITEs
 and REGISTERs are rate-limited per source address (503 + Retry-After, see
 :mod:`drivers.sip.ratelimit`); a source going over its limit is logged once per window.
+With a :class:`~drivers.sip.registrar.Registrar`, REGISTERs that pass the limiter go to it
+(digest challenge, bindings of agent seats, lockout of sources guessing passwords); without
+one they are answered 405. Every registration, refusal and lockout is logged.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from drivers.channel import HangupCause, HungUp
 from drivers.sip.channel import SipChannel
 from drivers.sip.media import MediaError, MediaPlane
 from drivers.sip.ratelimit import SourceLimiter
+from drivers.sip.registrar import Registrar
 from drivers.sip.sdp import OfferRejected, answer_offer, serialize_sdp
 from drivers.sip.uas import (
     T1,
@@ -34,6 +38,7 @@ from drivers.sip.uas import (
     Event,
     Limited,
     NewCall,
+    Registered,
     Reinvited,
     Send,
     Uas,
@@ -79,7 +84,9 @@ class SipEndpoint:
         name: str = "sip",
         invite_limit: SourceLimiter | None = None,
         register_limit: SourceLimiter | None = None,
+        registrar: Registrar | None = None,
     ) -> None:
+        self.registrar = registrar
         self.invite_limit = invite_limit
         self.register_limit = register_limit
         self.media = media
@@ -113,6 +120,7 @@ class SipEndpoint:
             self.port,
             invite_limit=self.invite_limit,
             register_limit=self.register_limit,
+            registrar=self.registrar,
         )
         log.info("sip.listening", host=self.host, port=self.port)
 
@@ -164,6 +172,8 @@ class SipEndpoint:
                     retry_after=event.retry_after,
                     refused=event.refused,
                 )
+            elif isinstance(event, Registered):
+                _log_register(event)
             elif isinstance(event, Reinvited):
                 channel = event.call.data.get("channel")  # type: ignore[assignment]
                 if isinstance(channel, SipChannel) and channel.stream is not None:
@@ -244,3 +254,27 @@ class SipEndpoint:
         self.channels.pop(channel.call_id, None)
         if channel.stream is not None:
             self.media.close(channel.stream)
+
+
+def _log_register(event: Registered) -> None:
+    result = event.result
+    status = result.response.status
+    source = f"{event.source[0]}:{event.source[1]}"
+    auth = result.auth
+    if status == 200:
+        for binding in result.added:
+            log.info(
+                "sip.registered",
+                seat=binding.seat,
+                contact=binding.contact,
+                expires_at=binding.expires_at,
+                source=source,
+            )
+        for binding in result.removed:
+            log.info("sip.unregistered", seat=binding.seat, contact=binding.contact, source=source)
+    elif status == 403:
+        log.warning("sip.register_forbidden", source=source, reason=auth.reason if auth else "")
+    elif auth is not None and auth.counted_failure:
+        log.warning("sip.register_auth_failed", source=source, reason=auth.reason)
+    elif status != 401:
+        log.info("sip.register_refused", source=source, status=status)

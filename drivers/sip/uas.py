@@ -50,6 +50,7 @@ from drivers.sip.message import (
     screen_request,
 )
 from drivers.sip.ratelimit import SourceLimiter
+from drivers.sip.registrar import RegisterResult, Registrar
 from drivers.sip.sdp import (
     MediaPlan,
     OfferRejected,
@@ -116,7 +117,15 @@ class Limited:
     refused: int  # refusals since the previous report, this one included
 
 
-Event = Send | NewCall | CallGone | Reinvited | Limited
+@dataclass(slots=True)
+class Registered:
+    """A REGISTER was decided by the registrar (any status): the shell logs it."""
+
+    source: Address
+    result: RegisterResult
+
+
+Event = Send | NewCall | CallGone | Reinvited | Limited | Registered
 
 INVITE_RATE, INVITE_BURST = 50.0, 100  # per source address: new calls per second, burst
 REGISTER_RATE, REGISTER_BURST = 5.0, 20
@@ -158,8 +167,10 @@ class Uas:
         user_agent: str = "hotline-95598",
         invite_limit: SourceLimiter | None = None,
         register_limit: SourceLimiter | None = None,
+        registrar: Registrar | None = None,
     ) -> None:
         self.host = host
+        self.registrar = registrar  # None: REGISTER is answered 405
         self.port = port
         self.user_agent = user_agent
         self.limits = {
@@ -226,6 +237,9 @@ class Uas:
             response.headers.add("Allow", ALLOW)
             response.headers.add("Accept", "application/sdp")
             return [self._send(response, source)]
+        if method == "REGISTER" and self.registrar is not None:
+            result = self.registrar.handle_register(request, source=source, now=now)
+            return [self._send(result.response, source), Registered(source, result)]
         response = response_to(request, 405, "Method Not Allowed")
         response.headers.add("Allow", ALLOW)
         return [self._send(response, source)]

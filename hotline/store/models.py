@@ -360,3 +360,19 @@ class CallSurvey(Base):
     agent_id: Mapped[str | None] = mapped_column(String(16), index=True)
     score: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class SipSeat(Base):
+    """SIP credentials of an agent seat: the digest HA1 per algorithm, never the password.
+
+    ``ha1_md5`` = MD5(user:realm:password), ``ha1_sha256`` the same with SHA-256 (RFC 7616).
+    """
+
+    __tablename__ = "sip_seats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    realm: Mapped[str] = mapped_column(String(64))
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
