@@ -151,14 +151,22 @@ def test_wrong_password_is_challenged_again_then_the_source_is_locked_out(
                         challenge = reply
                 # locked out: even the right password is refused now
                 right = await phone.register(challenge=challenge, password=DEMO_PASSWORD)
+                # and a new source port on the same address does not start a fresh count
+                other = Phone(engine.sip.port)
+                await other.open()
+                try:
+                    fresh = await other.register()
+                finally:
+                    other.close()
             bound = engine.sip.registrar.contact_for("1001", loop.time())
-            return max_failures, statuses, right, bound, logs
+            return max_failures, statuses, right, bound, logs, fresh
         finally:
             phone.close()
 
-    max_failures, statuses, right, bound, logs = with_engine(engine_config, body)
+    max_failures, statuses, right, bound, logs, fresh = with_engine(engine_config, body)
     assert statuses == [401] * (max_failures - 1) + [403]
     assert right.status == 403 and bound is None
+    assert fresh.status == 403
     events = [e["event"] for e in logs]
     assert events.count("sip.register_auth_failed") == max_failures - 1
     assert "sip.register_forbidden" in events

@@ -106,7 +106,7 @@ class Registrar:
                 method=request.method,
                 request_uri=request.uri,
                 authorization=request.headers.get("authorization"),
-                source=f"{host}:{port}",
+                source=host,  # per address: changing the source port must not reset the count
                 now=now,
             )
             if not auth.accepted:
