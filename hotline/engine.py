@@ -318,15 +318,7 @@ class Engine:
                 path=finished.path,
                 seconds=round(finished.seconds, 2),
             )
-            self.bus.publish(
-                "recording.finished",
-                call_id,
-                path=finished.path,
-                seconds=finished.seconds,
-                channels=finished.channels,
-                bytes=finished.bytes,
-                recovered=True,
-            )
+            self.bus.publish("recording.finished", call_id, **finished.event_data())
 
     # --- calls ----------------------------------------------------------------------------
     def _incoming(self, channel: SimChannel) -> None:

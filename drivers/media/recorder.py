@@ -47,6 +47,16 @@ class FinishedRecording:
     bytes: int
     recovered: bool = False
 
+    def event_data(self) -> dict[str, object]:
+        """The fields of the ``recording.finished`` event the drivers publish."""
+        return {
+            "path": self.path,
+            "seconds": self.seconds,
+            "channels": self.channels,
+            "bytes": self.bytes,
+            "recovered": self.recovered,
+        }
+
 
 class CallRecorder:
     """Appends 20 ms stereo frames for one call and finalizes the WAV."""

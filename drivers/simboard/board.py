@@ -323,15 +323,7 @@ class SimBoard:
         if notify_channel:
             channel.ended(cause)
         if finished is not None:
-            self.on_event(
-                "recording.finished",
-                channel.call_id,
-                path=finished.path,
-                seconds=finished.seconds,
-                channels=finished.channels,
-                bytes=finished.bytes,
-                recovered=False,
-            )
+            self.on_event("recording.finished", channel.call_id, **finished.event_data())
 
     # --- the media tick ------------------------------------------------------------------
     def _tick(self, _n: int) -> None:

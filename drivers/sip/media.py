@@ -278,15 +278,7 @@ class MediaPlane:
         recorder, stream.recorder = stream.recorder, None
         if recorder is not None:
             finished = recorder.finish()
-            self.on_event(
-                "recording.finished",
-                stream.channel.call_id,
-                path=finished.path,
-                seconds=finished.seconds,
-                channels=finished.channels,
-                bytes=finished.bytes,
-                recovered=False,
-            )
+            self.on_event("recording.finished", stream.channel.call_id, **finished.event_data())
         if not self.streams:
             self.clock.stop()
 
