@@ -76,8 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     seat = sim.add_parser("seat", help="be the agent at a station line of a running engine")
     seat.add_argument("--line", default="s1", help="station line (default s1)")
     seat.add_argument("--answer-after", type=float, default=1.0, help="seconds of ringing")
-    seat.add_argument("--talk", type=float, default=0.0,
-                      help="hang up after this many seconds (default: wait for the caller)")
+    seat.add_argument(
+        "--talk",
+        type=float,
+        default=0.0,
+        help="hang up after this many seconds (default: wait for the caller)",
+    )
     seat.add_argument("--calls", type=int, default=1, help="calls to take, then exit")
     seat.add_argument("--remote", default="127.0.0.1:5599", help="engine control socket")
     seat.set_defaults(handler=_cmd_sim_seat)
@@ -193,91 +197,88 @@ def _parse_actions(text: str) -> list[tuple[str, str]]:
     return actions
 
 
-def _cmd_sim_call(args: argparse.Namespace) -> int:
-    from sim.caller import Caller, ExpectationFailed
+def _on_remote_board(address: str, command: str, body: Any) -> int:
+    """Connect to a running engine's board at ``HOST:PORT``, run ``body(board)``, close.
+
+    A connection failure or a failed expectation is one line on stderr and exit status 1.
+    """
+    from sim.caller import ExpectationFailed
     from sim.remote import RemoteBoard, RemoteError
+
+    host, _, port = address.rpartition(":")
+
+    async def session() -> int:
+        board = RemoteBoard(host or "127.0.0.1", int(port))
+        try:
+            await board.connect()
+            return int(await body(board))
+        except (RemoteError, ExpectationFailed) as exc:
+            print(f"hotline {command}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await board.close()
+
+    return asyncio.run(session())
+
+
+def _cmd_sim_call(args: argparse.Namespace) -> int:
+    from sim.caller import Caller
     from sim.scenario import _step
 
     configure_logging(args.log_format or "console", args.log_level)
     actions = _parse_actions(args.do)
-    host, _, port = args.remote.rpartition(":")
 
-    async def go() -> int:
-        board = RemoteBoard(host or "127.0.0.1", int(port))
-        try:
-            await board.connect()
-            line = await board.open_line(args.line)
-            caller = Caller(line)
-            printed = 0
+    async def call(board: Any) -> int:
+        line = await board.open_line(args.line)
+        caller = Caller(line)
+        printed = 0
+        line_event = line.on_event
 
-            def show() -> bool:
-                nonlocal printed
-                for item in line.heard()[printed:]:
-                    print(
-                        f"[heard] {item['prompt_id'] or item['kind']}: {item['text']}", flush=True
-                    )
-                printed = len(line.heard())
-                return False
+        def on_event(message: dict[str, Any]) -> None:
+            nonlocal printed
+            line_event(message)
+            for item in line.heard()[printed:]:
+                print(f"[heard] {item['prompt_id'] or item['kind']}: {item['text']}", flush=True)
+            printed = len(line.heard())
+            if message["event"] in ("answered", "ended"):
+                print(f"[{message['event']}] {message.get('reason') or ''}".rstrip(), flush=True)
 
-            line_event = line.on_event
+        line.on_event = on_event  # type: ignore[method-assign]
+        await caller.dial(args.caller, args.called)
+        for kind, value in actions:
+            if kind not in ("expect", "wait_quiet"):  # what the caller does, not waits for
+                print(f"[{kind}] {value}".rstrip(), flush=True)
+            await _step(caller, kind, value or ("" if kind == "expect" else None))
+        if not actions or actions[-1][0] not in ("hangup", "expect_hangup"):
+            await caller.expect_hangup(timeout=3600)
+        return 0
 
-            def on_event(message: dict[str, Any]) -> None:
-                line_event(message)
-                show()
-                if message["event"] in ("answered", "ended"):
-                    print(
-                        f"[{message['event']}] {message.get('reason') or ''}".rstrip(), flush=True
-                    )
-
-            line.on_event = on_event  # type: ignore[method-assign]
-            await caller.dial(args.caller, args.called)
-            for kind, value in actions:
-                if kind not in ("expect", "wait_quiet"):  # what the caller does, not waits for
-                    print(f"[{kind}] {value}".rstrip(), flush=True)
-                await _step(caller, kind, value or ("" if kind == "expect" else None))
-            if not actions or actions[-1][0] not in ("hangup", "expect_hangup"):
-                await caller.expect_hangup(timeout=3600)
-            return 0
-        except (RemoteError, ExpectationFailed) as exc:
-            print(f"hotline sim call: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await board.close()
-
-    return asyncio.run(go())
+    return _on_remote_board(args.remote, "sim call", call)
 
 
 def _cmd_sim_seat(args: argparse.Namespace) -> int:
-    from sim.remote import RemoteBoard, RemoteError
-
     configure_logging(args.log_format or "console", args.log_level)
-    host, _, port = args.remote.rpartition(":")
 
-    async def go() -> int:
-        board = RemoteBoard(host or "127.0.0.1", int(port))
-        try:
-            await board.connect()
-            line = await board.open_line(args.line)
-            for _ in range(args.calls):
-                await line.wait_for(lambda: line.status().get("state") == "ringing", 24 * 3600)
-                print(f"[ringing] {line.status().get('caller') or ''}".rstrip(), flush=True)
-                await asyncio.sleep(args.answer_after)
-                await line.off_hook()
-                await line.wait_for(lambda: line.status().get("answered") is not None, 10)
-                print("[answered]", flush=True)
-                ended = lambda: line.status().get("ended") is not None  # noqa: E731
-                if args.talk and not await line.wait_for(ended, args.talk):
-                    await line.hang_up(None)
-                await line.wait_for(ended, 24 * 3600)
-                print(f"[ended] {line.status().get('end_reason') or ''}".rstrip(), flush=True)
-            return 0
-        except RemoteError as exc:
-            print(f"hotline sim seat: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await board.close()
+    async def seat(board: Any) -> int:
+        line = await board.open_line(args.line)
 
-    return asyncio.run(go())
+        def ended() -> bool:
+            return line.status().get("ended") is not None
+
+        for _ in range(args.calls):
+            await line.wait_for(lambda: line.status().get("state") == "ringing", 24 * 3600)
+            print(f"[ringing] {line.status().get('caller') or ''}".rstrip(), flush=True)
+            await asyncio.sleep(args.answer_after)
+            await line.off_hook()
+            await line.wait_for(lambda: line.status().get("answered") is not None, 10)
+            print("[answered]", flush=True)
+            if args.talk and not await line.wait_for(ended, args.talk):
+                await line.hang_up(None)
+            await line.wait_for(ended, 24 * 3600)
+            print(f"[ended] {line.status().get('end_reason') or ''}".rstrip(), flush=True)
+        return 0
+
+    return _on_remote_board(args.remote, "sim seat", seat)
 
 
 def _cmd_sim_run(args: argparse.Namespace) -> int:
@@ -305,23 +306,8 @@ def _cmd_sim_run(args: argparse.Namespace) -> int:
         return 1 if failed else 0
 
     if args.remote:
-        from sim.remote import RemoteBoard, RemoteError
-
         configure_logging(args.log_format or "console", args.log_level)
-        host, _, port = args.remote.rpartition(":")
-
-        async def remote() -> int:
-            board = RemoteBoard(host or "127.0.0.1", int(port))
-            try:
-                await board.connect()
-                return await report(board.open_line)
-            except RemoteError as exc:
-                print(f"hotline sim run: {exc}", file=sys.stderr)
-                return 1
-            finally:
-                await board.close()
-
-        return asyncio.run(remote())
+        return _on_remote_board(args.remote, "sim run", lambda board: report(board.open_line))
 
     from drivers.clock import new_loop
     from hotline.engine import Engine
