@@ -66,6 +66,10 @@ class SipSettings:
     rtp_port_min: int = 0  # RTP ports for calls; 0 and 0: any port the OS gives
     rtp_port_max: int = 0
     answer_after: float = 0.5  # seconds of ringing (180) before the 200 OK
+    invite_rate: float = 50.0  # new INVITEs per second per source address (then 503)
+    invite_burst: int = 100  # INVITEs a source may send at once before the rate applies
+    register_rate: float = 5.0  # REGISTERs per second per source address
+    register_burst: int = 20
 
 
 @dataclass(slots=True)

@@ -157,9 +157,15 @@ class Engine:
     async def _start_sip(self) -> None:
         """The SIP endpoint: each INVITE runs the flow of its called number (config.numbers)."""
         from drivers.sip.media import MediaPlane
+        from drivers.sip.ratelimit import RateLimitError, SourceLimiter
         from drivers.sip.transport import SipEndpoint, SipEndpointError
 
         cfg = self.config
+        try:
+            invite_limit = SourceLimiter(cfg.sip.invite_rate, cfg.sip.invite_burst)
+            register_limit = SourceLimiter(cfg.sip.register_rate, cfg.sip.register_burst)
+        except RateLimitError as exc:
+            raise EngineError(f"sip.invite_rate/register_rate: {exc}") from exc
         media = MediaPlane(
             cfg.sip.host,
             port_min=cfg.sip.rtp_port_min,
@@ -174,6 +180,8 @@ class Engine:
             port=cfg.sip.port,
             on_incoming=self._incoming,
             answer_after=cfg.sip.answer_after,
+            invite_limit=invite_limit,
+            register_limit=register_limit,
             registrar=await seat_registrar(self.db),
         )
         try:
