@@ -76,9 +76,10 @@ from acd.events import (
     Redirect,
     StopRinging,
     Timeout,
+    TransferFailed,
 )
 from acd.matcher import Acd
-from drivers.channel import Channel, Playable, Reason
+from drivers.channel import Channel, Playable, Reason, Result
 from drivers.media.tones import sine
 from hotline.bus import Bus
 from hotline.queue_config import ContactCenterDefinition, QueueDefinition
@@ -122,6 +123,9 @@ class _Waiting:
     data: dict[str, Any] = field(default_factory=dict)  # what the flow hands to the agent
     agent_id: str | None = None  # set once connected
     callback_key: str | None = None  # set once the core offers a callback
+    held: bool = False  # the agent put the caller on hold (music; the seat hears silence)
+    transfer_to: str | None = None  # the agent transferred the caller (queue or agent id)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # an agent's command arrived
 
 
 @dataclass(eq=False)
@@ -133,6 +137,10 @@ class _Callback:
     queue: str
     data: dict[str, Any] = field(default_factory=dict)
     agent_id: str | None = None  # set once an agent answered the callback offer
+
+
+class CallControlError(RuntimeError):
+    """An agent's call command that does not fit the call's state (not on a call, not held…)."""
 
 
 class ContactCenter:
@@ -324,31 +332,217 @@ class ContactCenter:
                 channel.clear_digits()
 
     async def _talk(self, waiting: _Waiting, agent_id: str, leg: Channel) -> TransferResult:
-        """报工号, then caller and seat talk until one hangs up."""
+        """报工号, then caller and seat talk until one hangs up.
+
+        Meanwhile the agent may put the caller on hold (:meth:`hold` / :meth:`resume`), hang
+        up (:meth:`hangup`) or transfer the caller (:meth:`transfer_call`): the caller then
+        waits again (prompt and music) and talks with the next agent in this same loop.
+        """
         channel, call_id = waiting.channel, waiting.channel.call_id
-        info = {"queue": waiting.queue.name, "agent_id": agent_id, "seat": leg.line}
+        while True:
+            info = {"queue": waiting.queue.name, "agent_id": agent_id, "seat": leg.line}
+            result = None
+            try:
+                if waiting.queue.announce_agent and self.agent_announcement:
+                    text = self.agent_announcement.format(agent_id=say("digits", agent_id))
+                    await channel.play([await self.speech.readout(text)])
+                result = await self._converse(waiting, leg)
+            finally:
+                transferred = waiting.transfer_to is not None
+                by = "agent" if leg.hung_up and not channel.hung_up else "caller"
+                self._legs.pop((call_id, agent_id), None)
+                if not transferred:
+                    self._apply(self.acd.call_ended(call_id, self._now(), by=by))
+                if not leg.hung_up:
+                    await leg.hangup()
+            if transferred:
+                target, waiting.transfer_to = waiting.transfer_to, None
+                self.bus.publish(
+                    "queue.call_finished", call_id, **info, ended_by="transfer", target=target
+                )
+                decision = await self._await_decision(waiting)
+                if isinstance(decision, TransferResult):
+                    if decision.status == "callback" and not channel.hung_up:
+                        confirm = CALLBACK_CONFIRM
+                        prompt = await self.speech.prompt("queue.callback_confirm", confirm)
+                        await channel.play([prompt])
+                    return decision
+                agent_id, leg = decision
+                continue
+            reason = str(result.reason) if result is not None else "stopped"
+            self.bus.publish("queue.call_finished", call_id, **info, ended_by=by, reason=reason)
+            survey = waiting.queue.survey
+            if by == "agent" and survey and not channel.hung_up:
+                if self.run_flow is None:
+                    log.warning("queue.survey_not_run", call_id=call_id, flow=survey)
+                else:
+                    await self.run_flow(channel, survey)
+                    return TransferResult("connected", {**info, "ended_by": by, "survey": survey})
+            return TransferResult("connected", {**info, "ended_by": by})
+
+    async def _await_decision(self, waiting: _Waiting) -> Any:
+        """The caller waits (prompt, announcements, music) until the core decides."""
+        if not waiting.decided.done():
+            hold = asyncio.create_task(self._hold(waiting), name=f"hold {waiting.channel.call_id}")
+            try:
+                await asyncio.shield(waiting.decided)
+            finally:
+                hold.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await hold
+        return waiting.decided.result()
+
+    async def _converse(self, waiting: _Waiting, leg: Channel) -> Any:
+        """Bridge caller and seat; on hold the caller hears music and the seat silence.
+
+        Returns the bridge's result when either side hung up, or when the agent transferred
+        the caller (``waiting.transfer_to`` set).
+        """
+        channel = waiting.channel
+
+        def on_leg(event: Any) -> None:
+            if event.kind == "hangup":
+                waiting.wake.set()
+
+        unsubscribe = leg.subscribe(on_leg)
         try:
-            if waiting.queue.announce_agent and self.agent_announcement:
-                text = self.agent_announcement.format(agent_id=say("digits", agent_id))
-                await channel.play([await self.speech.readout(text)])
-            result = await channel.bridge(leg)
+            while True:
+                waiting.wake.clear()
+                if channel.hung_up or leg.hung_up:
+                    return _hung_up_result(channel, leg)
+                if waiting.transfer_to is not None:
+                    return None
+                if waiting.held:
+                    work = asyncio.ensure_future(self._music_on_hold(channel))
+                else:
+                    work = asyncio.ensure_future(channel.bridge(leg))
+                woken = asyncio.ensure_future(waiting.wake.wait())
+                try:
+                    await asyncio.wait({work, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+                if not work.done():  # a command (or the seat's hangup while on hold)
+                    if not channel.hung_up:
+                        await channel.stop()
+                    if not work.done():
+                        work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
+                    continue
+                result = work.result()
+                if result.reason == Reason.HANGUP or channel.hung_up or leg.hung_up:
+                    return result
+                # stopped or max_time without a command: go round (bridge again)
         finally:
-            by = "agent" if leg.hung_up and not channel.hung_up else "caller"
-            self._legs.pop((call_id, agent_id), None)
-            self._apply(self.acd.call_ended(call_id, self._now(), by=by))
-            if not leg.hung_up:
-                await leg.hangup()
-        self.bus.publish(
-            "queue.call_finished", call_id, **info, ended_by=by, reason=str(result.reason)
-        )
-        survey = waiting.queue.survey
-        if by == "agent" and survey and not channel.hung_up:
-            if self.run_flow is None:
-                log.warning("queue.survey_not_run", call_id=call_id, flow=survey)
-            else:
-                await self.run_flow(channel, survey)
-                return TransferResult("connected", {**info, "ended_by": by, "survey": survey})
-        return TransferResult("connected", {**info, "ended_by": by})
+            if callable(unsubscribe):
+                unsubscribe()
+
+    async def _music_on_hold(self, channel: Channel) -> Any:
+        """The contact centre's music, again and again, until stopped or the caller leaves."""
+        while True:
+            result = await channel.play([self.music])
+            if result.reason in (Reason.HANGUP, Reason.STOPPED):
+                return result
+
+    # --- what an agent does with the call (the agent control API builds on these) --------------
+    def _talking(self, agent_id: str) -> _Waiting:
+        self.agent(agent_id)
+        for waiting in self._waiting.values():
+            if waiting.agent_id == agent_id and not waiting.channel.hung_up:
+                return waiting
+        raise CallControlError(f"agent {agent_id} is not talking with a caller")
+
+    def current_call(self, agent_id: str) -> dict[str, Any] | None:
+        """The call the agent is ringing with or talking to (None: no call)."""
+        self.agent(agent_id)
+        for (call_id, a), leg in self._legs.items():
+            if a != agent_id:
+                continue
+            waiting = self._waiting.get(call_id)
+            callback = self._callbacks.get(call_id)
+            connected = self._connected(call_id, agent_id)
+            caller = waiting.channel.caller if waiting else callback.number if callback else ""
+            return {
+                "call_id": call_id,
+                "caller": caller,
+                "queue": waiting.queue.name if waiting else callback.queue if callback else None,
+                "connected": connected,
+                "held": bool(waiting and waiting.held and connected),
+                "callback": callback is not None,
+                "seat_leg": leg.channel_id if hasattr(leg, "channel_id") else None,
+            }
+        return None
+
+    def hold(self, agent_id: str) -> str:
+        """The caller hears the hold music, the seat silence; returns the call id."""
+        waiting = self._talking(agent_id)
+        if waiting.held:
+            raise CallControlError(f"agent {agent_id}: the caller is already on hold")
+        call_id = waiting.channel.call_id
+        self._apply(self.acd.hold(call_id, self._now()))
+        waiting.held = True
+        waiting.wake.set()
+        log.info("queue.hold", call_id=call_id, agent_id=agent_id)
+        return call_id
+
+    def resume(self, agent_id: str) -> str:
+        """Take the caller off hold: caller and seat are bridged again; returns the call id."""
+        waiting = self._talking(agent_id)
+        if not waiting.held:
+            raise CallControlError(f"agent {agent_id}: the caller is not on hold")
+        call_id = waiting.channel.call_id
+        self._apply(self.acd.resume(call_id, self._now()))
+        waiting.held = False
+        waiting.wake.set()
+        log.info("queue.resume", call_id=call_id, agent_id=agent_id)
+        return call_id
+
+    def transfer_call(self, agent_id: str, target: str) -> str:
+        """Blind transfer of the agent's caller to a queue (by name) or an agent (by id).
+
+        The agent's leg is dropped and the agent goes to wrap-up (TRANSFER in the queue log);
+        the caller waits in the target queue (an agent: the current queue, offered to that
+        agent first) and talks with whoever answers. Raises :class:`KeyError` for an unknown
+        target and :class:`CallControlError` when the core refuses (agent not free, queue
+        full…), in which case the call goes on unchanged. Returns the call id.
+        """
+        waiting = self._talking(agent_id)
+        if target == agent_id:
+            raise CallControlError(f"agent {agent_id} cannot transfer a call to themselves")
+        if target not in self.queues and target not in self.acd.agents:
+            raise KeyError(f"transfer target {target!r} is neither a queue nor an agent")
+        assert self._loop is not None
+        call_id = waiting.channel.call_id
+        previous = waiting.decided
+        waiting.decided = self._loop.create_future()
+        actions = self.acd.transfer(call_id, target, self._now())
+        refused = [a for a in actions if isinstance(a, TransferFailed)]
+        if refused:
+            waiting.decided = previous
+            raise CallControlError(f"transfer to {target} refused: {refused[0].reason}")
+        waiting.held = False
+        waiting.agent_id = None
+        waiting.transfer_to = target
+        if target in self.queues:
+            waiting.queue = self.queues[target]
+        waiting.wake.set()
+        log.info("queue.transfer", call_id=call_id, agent_id=agent_id, target=target)
+        self._apply(actions)
+        return call_id
+
+    async def hangup(self, agent_id: str) -> str:
+        """The agent hangs up: a connected call ends (by the agent), a ringing one is declined."""
+        self.agent(agent_id)
+        for (call_id, a), leg in list(self._legs.items()):
+            if a == agent_id:
+                waiting = self._waiting.get(call_id)
+                if waiting is not None:
+                    waiting.wake.set()
+                if not leg.hung_up:
+                    await leg.hangup()
+                log.info("queue.agent_hangup", call_id=call_id, agent_id=agent_id)
+                return call_id
+        raise CallControlError(f"agent {agent_id} has no call to hang up")
 
     # --- seats -------------------------------------------------------------------------------
     def _ring_seat(self, offer: Offer) -> None:
@@ -652,6 +846,16 @@ def _position_text(position: int, est_wait: float | None) -> str:
         minutes = max(1, round(est_wait / 60))
         text += f"，预计等待{say('integer', minutes)}分钟"
     return text + "，请您耐心等待。"
+
+
+def _hung_up_result(channel: Channel, leg: Channel) -> Result:
+    """The bridge's ending when one side left while nothing was bridged (on hold)."""
+    gone = channel if channel.hung_up else leg
+    cause = gone.hangup_cause
+    return Result(
+        Reason.HANGUP,
+        detail={"cause": str(cause) if cause else "", "hung_up": getattr(gone, "channel_id", "")},
+    )
 
 
 def _callback_offer_text(key: str) -> str:
