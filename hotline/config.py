@@ -70,6 +70,10 @@ class SipSettings:
     invite_burst: int = 100  # INVITEs a source may send at once before the rate applies
     register_rate: float = 5.0  # REGISTERs per second per source address
     register_burst: int = 20
+    # besides registered agent seats, the only SIP URIs the engine may ever call (toll fraud)
+    outbound_allowed: list[str] = field(default_factory=list)
+    keepalive_interval: float = 30.0  # seconds between OPTIONS to each registered seat
+    keepalive_failures: int = 3  # unanswered keepalives in a row that unregister a seat
 
 
 @dataclass(slots=True)

@@ -83,6 +83,7 @@ from drivers.channel import Channel, Playable, Reason, Result
 from drivers.media.tones import sine
 from hotline.bus import Bus
 from hotline.queue_config import ContactCenterDefinition, QueueDefinition
+from hotline.seats import SeatDirectory, check_seat, is_sip_seat
 from ivr.ports import Speech, TransferResult
 from ivr.speech.readout import say
 
@@ -160,6 +161,7 @@ class ContactCenter:
         self.definition = definition
         self.queues = definition.queues
         self.board = board
+        self.seats = SeatDirectory(board)  # station lines; SIP seats once the endpoint is up
         self.speech = speech
         self.bus = bus
         self.agent_announcement = agent_announcement
@@ -226,12 +228,32 @@ class ContactCenter:
             raise KeyError(f"no agent {agent_id!r} (known: {', '.join(sorted(self.acd.agents))})")
         return agent
 
-    def login(self, agent_id: str, *, ready: bool = True, reason: str | None = None) -> None:
-        self.agent(agent_id)
+    def login(
+        self,
+        agent_id: str,
+        *,
+        ready: bool = True,
+        reason: str | None = None,
+        seat: str | None = None,
+    ) -> None:
+        """Log in at the agents.yaml seat, or at ``seat`` (``s2``, ``sip:1001``) instead."""
+        agent = self.agent(agent_id)
+        if seat is not None and seat != agent.seat:
+            check_seat(seat)
+            if agent.logged_in:
+                raise TransitionError(f"agent {agent_id}: already logged in ({agent.status})")
+            taken = [a.id for a in self.acd.agents.values() if a.seat == seat and a.logged_in]
+            if taken:
+                raise ValueError(f"seat {seat} is taken by agent {taken[0]}")
+            agent.seat = seat
         status = Status.READY if ready else Status.NOT_READY
         self._apply(
             self.acd.login(agent_id, self._now(), status, None if ready else reason or "busy")
         )
+        if is_sip_seat(agent.seat) and not self.seats.in_service(agent.seat):
+            # the softphone is not registered (yet): not ready until it is
+            legs = self._live_legs(agent_id)
+            self._apply(self.acd.reconcile(agent_id, False, legs, self._now()))
 
     def logout(self, agent_id: str) -> None:
         self.agent(agent_id)
@@ -550,7 +572,7 @@ class ContactCenter:
         callback = self._callbacks.get(offer.call_id)
         caller = waiting.channel.caller if waiting else callback.number if callback else ""
         try:
-            leg = self.board.ring_station(offer.seat, caller=caller)
+            leg = self.seats.ring(offer.seat, caller=caller)
         except (KeyError, ValueError, RuntimeError) as exc:
             log.warning(
                 "queue.seat_unavailable", agent_id=offer.agent_id, seat=offer.seat, error=str(exc)
@@ -597,10 +619,7 @@ class ContactCenter:
         return [a.id for a in self.acd.agents.values() if a.seat == seat]
 
     def _seat_in_service(self, seat: str) -> bool:
-        try:
-            return bool(self.board.line(seat).in_service)
-        except (KeyError, AttributeError):
-            return False
+        return self.seats.in_service(seat)
 
     def _live_legs(self, agent_id: str) -> list[str]:
         """Call ids of the agent's seat legs the contact centre still holds (a leg that has

@@ -183,6 +183,7 @@ class Engine:
             invite_limit=invite_limit,
             register_limit=register_limit,
             registrar=await seat_registrar(self.db),
+            **self._sip_outbound_settings(),
         )
         try:
             await self.sip.start()
@@ -193,6 +194,37 @@ class Engine:
             log.warning("sip.port_busy_using_any", port=cfg.sip.port, error=str(exc))
             self.sip.port = 0
             await self.sip.start()
+        if self.contact_center is not None:
+            self.contact_center.seats.sip = self.sip  # agents may sit at SIP softphones
+
+    def _sip_outbound_settings(self) -> dict[str, Any]:
+        """Outbound legs and seat keepalive; a seat's registration change is published as
+        ``line.service`` (``line`` = ``sip:<seat>``), like a board station's phone."""
+        sip = self.config.sip
+        from drivers.sip.message import ParseError
+        from drivers.sip.outbound import uri_key
+
+        if not isinstance(sip.outbound_allowed, list):
+            raise EngineError("sip.outbound_allowed must be a list of sip: URIs")
+        for uri in sip.outbound_allowed:
+            try:
+                uri_key(str(uri))
+            except ParseError as exc:
+                raise EngineError(f"sip.outbound_allowed: {exc.reason}") from exc
+        if sip.keepalive_interval <= 0 or sip.keepalive_failures < 1:
+            raise EngineError("sip.keepalive_interval must be > 0 and keepalive_failures >= 1")
+
+        def on_seat(seat: str, registered: bool, reason: str) -> None:
+            self.bus.publish(
+                "line.service", None, line=f"sip:{seat}", in_service=registered, reason=reason
+            )
+
+        return {
+            "outbound_allowed": [str(uri) for uri in sip.outbound_allowed],
+            "keepalive_interval": float(sip.keepalive_interval),
+            "keepalive_failures": int(sip.keepalive_failures),
+            "on_seat": on_seat,
+        }
 
     def _flows_reloaded(self, report: Any) -> None:
         """A new flow snapshot went live: synthesize its new prompts before callers need them."""

@@ -44,7 +44,7 @@ AGENTS_FILE = "agents.yaml"
 DEFAULT_WAITING_PROMPT = "坐席正忙，请您耐心等待，我们将尽快为您服务。"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _AGENT_ID = re.compile(r"^[0-9]{3,8}$")
-_SEAT = re.compile(r"^s[1-9][0-9]*$")
+_SEAT = re.compile(r"^(s[1-9][0-9]*|sip:[0-9A-Za-z._\-]{1,32})$")  # station line or SIP seat
 
 # yaml key -> QueueConfig field, for keys that are renamed
 _DESTINATIONS = {
@@ -335,7 +335,7 @@ def load_agents_text(text: str, file: str) -> tuple[dict[str, SeatedAgent], list
             problems.append(
                 FlowError.at(
                     doc.value_pos(here + ("seat",)),
-                    "seat must be a station line of the board, e.g. s1",
+                    "seat must be a station line of the board (s1) or a SIP seat (sip:1001)",
                 )
             )
         elif seat in seats:
@@ -386,9 +386,14 @@ def check_references(
 
 
 def seats_missing(definition: ContactCenterDefinition, station_lines: Iterable[str]) -> list[str]:
-    """Agents whose seat is not a station line of this board (they cannot take calls here)."""
+    """Agents whose seat is not a station line of this board (they cannot take calls here).
+    SIP seats (``sip:1001``) are never missing: they ring once their phone registers."""
     lines = set(station_lines)
-    return [agent.id for agent in definition.agents.values() if agent.seat not in lines]
+    return [
+        agent.id
+        for agent in definition.agents.values()
+        if agent.seat not in lines and not agent.seat.startswith("sip:")
+    ]
 
 
 def _skills(

@@ -6,6 +6,12 @@ swallowed trailing ``#`` behave identically: the media plane's 20 ms tick calls
 ``operation.frame_out()`` / ``frame_in()`` exactly as the board's does, and digits (RFC 4733
 or in-band) arrive through :meth:`SipChannel.digit_detected`.
 Signalling (200 OK, BYE) goes through the :class:`~drivers.sip.transport.SipEndpoint`.
+
+:class:`OutboundSipChannel` is the other direction: a leg the engine places
+(:meth:`SipEndpoint.dial <drivers.sip.transport.SipEndpoint.dial>`, the B2BUA's leg to an
+agent's seat). It rings until the far end answers, then emits ``answer`` and its media runs
+on the same tick; hanging it up before the answer sends CANCEL, after it BYE; the far end's
+BYE ends it with ``remote_bye``. The engine can hold and resume it (re-INVITE).
 """
 
 from __future__ import annotations
@@ -50,3 +56,66 @@ class SipChannel(MediaChannel):
         if self._cause is None:
             self.endpoint.engine_hangs_up(self)
             self.ended(cause)
+
+
+class OutboundSipChannel(MediaChannel):
+    """A leg the engine places (a UAC dialog and its RTP stream); see the module doc."""
+
+    def __init__(self, endpoint: Any, *, caller: str, called: str, line: str) -> None:
+        call_id = endpoint.call_id_for(None)
+        super().__init__(
+            channel_id=f"sip-out:{call_id}",
+            call_id=call_id,
+            caller=caller,
+            called=called,
+            line=line,
+        )
+        self.endpoint = endpoint
+        self.leg: Any = None  # drivers.sip.uac.UacLeg once the INVITE went out
+        self.stream: Any = None  # drivers.sip.media.RtpStream (bound before the INVITE)
+        self.ringing = False  # a provisional response came
+        self.on_hold = False
+
+    async def answer(self) -> None:
+        """Wait until the far end answers (the engine cannot answer a leg it placed)."""
+        if self.answered_at is None:
+            answered = self.loop.create_future()
+
+            def on_event(event: Any) -> None:
+                if event.kind in ("answer", "hangup") and not answered.done():
+                    answered.set_result(None)
+
+            unsubscribe = self.subscribe(on_event)
+            try:
+                if self.answered_at is None and self._cause is None:
+                    await answered
+            finally:
+                unsubscribe()
+        self._check()
+
+    async def hangup(self, cause: HangupCause = HangupCause.NORMAL) -> None:
+        """CANCEL before the answer, BYE after it."""
+        if self._cause is None:
+            self.endpoint.outbound.hangup(self)
+            self.ended(cause)
+
+    async def hold(self) -> None:
+        """re-INVITE ``sendonly``: the far end stops hearing the engine."""
+        self._check()
+        self.endpoint.outbound.reinvite(self, hold=True)
+
+    async def resume(self) -> None:
+        """re-INVITE ``sendrecv``."""
+        self._check()
+        self.endpoint.outbound.reinvite(self, hold=False)
+
+    # --- called by the endpoint --------------------------------------------------------------
+    def far_end_ringing(self) -> None:
+        if not self.ringing and self._cause is None:
+            self.ringing = True
+            self._emit("ring", count=1)
+
+    def far_end_answered(self) -> None:
+        if self.answered_at is None and self._cause is None:
+            self.answered_at = self.loop.time()
+            self._emit("answer")

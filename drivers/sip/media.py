@@ -252,14 +252,16 @@ class MediaPlane:
         self._ports_in_use.add(stream.port)
         return stream
 
-    def start(self, stream: RtpStream, plan: MediaPlan) -> None:
+    def start(self, stream: RtpStream, plan: MediaPlan, *, record: bool = True) -> None:
+        """Start sending and receiving; ``record=False`` for a leg another leg records
+        (the B2BUA's seat leg: the caller's recording already has both sides)."""
         stream.configure(plan)
         if not self._free_slots:
             self._grow()
         stream.slot = self._free_slots.pop()
         self._dtmf.reset(stream.slot)
         self._vad.reset(stream.slot)
-        if self.recordings_dir is not None:
+        if self.recordings_dir is not None and record:
             day = self.wall_clock()
             path = self.recordings_dir / f"{day:%Y/%m/%d}" / f"{stream.channel.call_id}.wav"
             stream.recorder = CallRecorder(path)

@@ -9,7 +9,10 @@ timer runs the UAS's Timer G/H while a 200 OK waits for its ACK. A re-INVITE's n
 (hold: the engine stops sending RTP; resume: it sends again) goes to the call's stream.
 Nothing a peer sends can stop the endpoint: every datagram is handled inside its own ``try``.
 
-Calls from any source may only reach flows: nothing here places outbound calls. New INVITEs
+Calls from any source may only reach flows. The engine's own outbound legs (the B2BUA's leg
+to a registered agent seat, or a URI in ``sip.outbound_allowed``) and the OPTIONS keepalive
+of registered seats live in :class:`~drivers.sip.outbound.OutboundCalls` (``outbound``),
+which gets every response and every request in a dialog the engine placed. New INVITEs
 and REGISTERs are rate-limited per source address (503 + Retry-After, see
 :mod:`drivers.sip.ratelimit`); a source going over its limit is logged once per window.
 With a :class:`~drivers.sip.registrar.Registrar`, REGISTERs that pass the limiter go to it
@@ -23,12 +26,14 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
 from drivers.channel import HangupCause, HungUp
 from drivers.sip.channel import SipChannel
 from drivers.sip.media import MediaError, MediaPlane
+from drivers.sip.outbound import OutboundCalls
 from drivers.sip.ratelimit import SourceLimiter
 from drivers.sip.registrar import Registrar
 from drivers.sip.sdp import OfferRejected, answer_offer, serialize_sdp
@@ -85,8 +90,19 @@ class SipEndpoint:
         invite_limit: SourceLimiter | None = None,
         register_limit: SourceLimiter | None = None,
         registrar: Registrar | None = None,
+        outbound_allowed: tuple[str, ...] | list[str] = (),
+        keepalive_interval: float = 30.0,
+        keepalive_failures: int = 3,
+        on_seat: Callable[[str, bool, str], None] | None = None,
     ) -> None:
         self.registrar = registrar
+        self.outbound = OutboundCalls(
+            self,
+            allowed=outbound_allowed,
+            keepalive_interval=keepalive_interval,
+            keepalive_failures=keepalive_failures,
+            on_seat=on_seat,
+        )
         self.invite_limit = invite_limit
         self.register_limit = register_limit
         self.media = media
@@ -122,11 +138,13 @@ class SipEndpoint:
             register_limit=self.register_limit,
             registrar=self.registrar,
         )
+        self.outbound.start(self.host, self.port)
         log.info("sip.listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
         for channel in list(self.channels.values()):
             await channel.hangup()
+        self.outbound.stop()
         self.media.stop()
         if self._timer is not None:
             self._timer.cancel()
@@ -142,6 +160,9 @@ class SipEndpoint:
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.uas is not None and self._loop is not None
         try:
+            if self.outbound.claims(data):  # responses, requests in dialogs the engine placed
+                self.outbound.receive(data, addr)
+                return
             self._handle(self.uas.receive(data, addr, self._loop.time()))
         except Exception:  # never let one datagram harm the endpoint or other calls
             self.malformed += 1
@@ -174,6 +195,8 @@ class SipEndpoint:
                 )
             elif isinstance(event, Registered):
                 _log_register(event)
+                if event.result.response.status == 200:
+                    self.outbound.registrations_changed("unregistered")
             elif isinstance(event, Reinvited):
                 channel = event.call.data.get("channel")  # type: ignore[assignment]
                 if isinstance(channel, SipChannel) and channel.stream is not None:
@@ -205,6 +228,18 @@ class SipEndpoint:
             log.exception("sip.timer_failed")
 
     # --- the engine's side -------------------------------------------------------------
+    def send(self, data: bytes, address: tuple[str, int]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(data, address)
+
+    def dial_seat(self, seat: str, *, caller: str = "") -> Any:
+        """Ring a registered agent seat (see :meth:`OutboundCalls.dial_seat`)."""
+        return self.outbound.dial_seat(seat, caller=caller)
+
+    def dial(self, uri: str, *, caller: str = "") -> Any:
+        """Call a URI of ``sip.outbound_allowed`` (see :meth:`OutboundCalls.dial_uri`)."""
+        return self.outbound.dial_uri(uri, caller=caller)
+
     async def answer(self, channel: SipChannel) -> None:
         """Bind the call's RTP port, send 200 OK with the SDP answer, start the media."""
         assert self.uas is not None and self._loop is not None
