@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SYSTEM_PACKAGES=(espeak-ng sox ffmpeg baresip)  # baresip: a real SIP phone for interop tests
+SYSTEM_PACKAGES=(espeak-ng sox ffmpeg baresip kamailio)  # baresip: a real SIP phone; kamailio: an upstream registrar (interop tests)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -57,6 +57,22 @@ class ControlSettings:
 
 
 @dataclass(slots=True)
+class TrunkSettings:
+    """One upstream PBX/SIP trunk the engine registers to (``sip.trunks``; docs/sip.md)."""
+
+    name: str
+    registrar: str  # host:port REGISTERs go to
+    user: str  # address-of-record user (and auth user unless auth_user is set)
+    password: str | None = None
+    password_env: str | None = None  # read the password from this environment variable
+    domain: str | None = None  # AOR and Request-URI domain; None: the registrar's host
+    expires: int = 600
+    contact_user: str | None = None  # the number the trunk calls the engine on; None: user
+    auth_user: str | None = None
+    contact_host: str | None = None  # the engine's address for the trunk; None: sip.host
+
+
+@dataclass(slots=True)
 class SipSettings:
     """The SIP endpoint callers dial (see docs/sip.md); port 0 binds any free port."""
 
@@ -66,6 +82,7 @@ class SipSettings:
     rtp_port_min: int = 0  # RTP ports for calls; 0 and 0: any port the OS gives
     rtp_port_max: int = 0
     answer_after: float = 0.5  # seconds of ringing (180) before the 200 OK
+    trunks: list[TrunkSettings] = field(default_factory=list)  # upstream registrations
     invite_rate: float = 50.0  # new INVITEs per second per source address (then 503)
     invite_burst: int = 100  # INVITEs a source may send at once before the rate applies
     register_rate: float = 5.0  # REGISTERs per second per source address
@@ -174,6 +191,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {name} must be a mapping")
             kwargs[name] = _build(nested[name], value, f"{where}: {name}")
+        elif name == "trunks" and cls is SipSettings:
+            if not isinstance(value, list):
+                raise ConfigError(f"{where}: trunks must be a list of trunk settings")
+            kwargs[name] = [
+                _build(TrunkSettings, t if isinstance(t, dict) else {}, f"{where}: trunk {i + 1}")
+                for i, t in enumerate(value)
+            ]
         elif name == "lines" and cls is BoardSettings:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: lines must be a mapping of line name to settings")

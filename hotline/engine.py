@@ -194,8 +194,25 @@ class Engine:
             log.warning("sip.port_busy_using_any", port=cfg.sip.port, error=str(exc))
             self.sip.port = 0
             await self.sip.start()
+        if cfg.sip.trunks:
+            await self._start_trunks()
         if self.contact_center is not None:
             self.contact_center.seats.sip = self.sip  # agents may sit at SIP softphones
+
+    async def _start_trunks(self) -> None:
+        """Register at the upstream trunks of ``sip.trunks`` (docs/sip.md, trunk registration)."""
+        from drivers.sip.trunk import TrunkError
+        from drivers.sip.trunk_client import TrunkClient, registrations_from_settings
+
+        try:
+            registrations = registrations_from_settings(
+                self.config.sip.trunks, host=self.sip.host, port=self.sip.port
+            )
+        except (TrunkError, OSError) as exc:
+            await self.sip.stop()
+            raise EngineError(f"sip.trunks: {exc}") from exc
+        self.sip.trunks = TrunkClient(registrations, self.sip.send)
+        self.sip.trunks.start()
 
     def _sip_outbound_settings(self) -> dict[str, Any]:
         """Outbound legs and seat keepalive; a seat's registration change is published as

@@ -38,6 +38,7 @@ def make_config(
     config = load_config(None, root=root, overrides=settings)
     config.control.enabled = False
     config.sip.port = 0  # any free port: tests run side by side
+    config.api.port = 0
     config.board.trunks = 8
     return config
 

@@ -37,6 +37,7 @@ from drivers.sip.outbound import OutboundCalls
 from drivers.sip.ratelimit import SourceLimiter
 from drivers.sip.registrar import Registrar
 from drivers.sip.sdp import OfferRejected, answer_offer, serialize_sdp
+from drivers.sip.trunk_client import TrunkClient
 from drivers.sip.uas import (
     T1,
     CallGone,
@@ -96,6 +97,7 @@ class SipEndpoint:
         on_seat: Callable[[str, bool, str], None] | None = None,
     ) -> None:
         self.registrar = registrar
+        self.trunks: TrunkClient | None = None  # registrations at upstream trunks (trunk.py)
         self.outbound = OutboundCalls(
             self,
             allowed=outbound_allowed,
@@ -144,6 +146,8 @@ class SipEndpoint:
     async def stop(self) -> None:
         for channel in list(self.channels.values()):
             await channel.hangup()
+        if self.trunks is not None:
+            await self.trunks.stop()  # unregister while the socket is still open
         self.outbound.stop()
         self.media.stop()
         if self._timer is not None:
@@ -160,6 +164,8 @@ class SipEndpoint:
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self.uas is not None and self._loop is not None
         try:
+            if self.trunks is not None and self.trunks.claims(data):
+                return  # a registrar's answer to a trunk REGISTER
             if self.outbound.claims(data):  # responses, requests in dialogs the engine placed
                 self.outbound.receive(data, addr)
                 return

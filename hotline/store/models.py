@@ -376,3 +376,23 @@ class SipSeat(Base):
     ha1_md5: Mapped[str] = mapped_column(String(32))
     ha1_sha256: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ApiUser(Base):
+    """A user of the agent control API (docs/agent_api.md): an agent or a supervisor.
+
+    ``password_hash`` is ``scrypt$n$r$p$salt$hash`` (hex; see :mod:`hotline.services.api_users`),
+    never the password. An ``agent`` user acts only as ``agent_id``; a ``supervisor`` may act
+    on any agent and read the queue figures.
+    """
+
+    __tablename__ = "api_users"
+    __table_args__ = (CheckConstraint("role IN ('agent', 'supervisor')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(12))
+    agent_id: Mapped[str | None] = mapped_column(String(16))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
