@@ -103,6 +103,18 @@ class SpeechSettings:
 
 
 @dataclass(slots=True)
+class ApiSettings:
+    """The agent control API: HTTP + WebSocket for agent desktops (docs/agent_api.md)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8598
+    token_ttl: float = 8 * 3600.0  # seconds a login token stays valid
+    max_failures: int = 5  # failed logins (per user name, per address) before a lockout
+    lockout: float = 300.0  # seconds of lockout; also the window failures are counted in
+
+
+@dataclass(slots=True)
 class AcdSettings:
     """Queues and agent seats (see docs/acd.md, "Queues and seats on the engine")."""
 
@@ -127,6 +139,7 @@ class Config:
     sip: SipSettings = field(default_factory=SipSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     acd: AcdSettings = field(default_factory=AcdSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     numbers: dict[str, str] = field(default_factory=lambda: {"95598": "main"})
 
     def path(self, value: str) -> Path:
@@ -186,6 +199,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             "sip": SipSettings,
             "speech": SpeechSettings,
             "acd": AcdSettings,
+            "api": ApiSettings,
         }
         if name in nested and cls is Config:
             if not isinstance(value, dict):

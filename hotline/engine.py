@@ -74,6 +74,7 @@ class Engine:
         self.sip: Any = None  # drivers.sip.transport.SipEndpoint when sip.enabled
         self.contact_center: ContactCenter | None = None
         self.queue_reloader: QueueReloader | None = None  # hot reload of acd.queues_dir
+        self.api: Any = None  # hotline.agent_api.AgentApi when api.enabled
         self.cdr = CdrWriter(self.db, self.bus)
         self.recording_index = RecordingIndex(self.db, self.bus)
         self.queue_log = QueueLogWriter(self.db, self.bus)
@@ -149,6 +150,11 @@ class Engine:
                 await self.control.start()
         if cfg.sip.enabled:
             await self._start_sip()
+        if cfg.api.enabled:
+            from hotline.agent_api import AgentApi
+
+            self.api = AgentApi(self, cfg.api)
+            await self.api.start()
         if self._watch_flows:
             watcher = self.flows.watch(on_reload=self._flows_reloaded)
             self._tasks.append(asyncio.create_task(watcher, name="flows.watch"))
@@ -261,6 +267,8 @@ class Engine:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.api is not None:
+            await self.api.stop()
         if self.control is not None:
             await self.control.stop()
         if self.contact_center is not None:
