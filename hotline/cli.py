@@ -7,6 +7,8 @@ hotline sim call --line 3 --from 13912345678 --do 'expect:户号 press:123456789
 hotline sim run scenarios/          run scenario files (in-process, virtual clock) or --remote
 hotline dtmf FILE.wav               print the DTMF digits found in a recording
 hotline say amount 230.00           print the Chinese read-out of a value
+hotline agent --user 1001 --password … login|logout|ready|notready|wrapup|hold|resume|transfer|
+      hangup|status|watch           agent control through a running engine's API (hotline.agent_cli)
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     say.add_argument("value")
     say.set_defaults(handler=_cmd_say)
+
+    from hotline.agent_cli import add_agent_commands
+
+    add_agent_commands(sub)
     return p
 
 

@@ -552,19 +552,39 @@ class ContactCenter:
         self._apply(actions)
         return call_id
 
-    async def hangup(self, agent_id: str) -> str:
-        """The agent hangs up: a connected call ends (by the agent), a ringing one is declined."""
+    async def hangup(self, agent_id: str, *, settle: float = 2.0) -> str:
+        """The agent hangs up: a connected call ends (by the agent), a ringing one is declined.
+
+        Returns the call id once the call is over for the agent (at most ``settle`` seconds).
+        """
         self.agent(agent_id)
-        for (call_id, a), leg in list(self._legs.items()):
-            if a == agent_id:
-                waiting = self._waiting.get(call_id)
-                if waiting is not None:
-                    waiting.wake.set()
-                if not leg.hung_up:
-                    await leg.hangup()
-                log.info("queue.agent_hangup", call_id=call_id, agent_id=agent_id)
-                return call_id
-        raise CallControlError(f"agent {agent_id} has no call to hang up")
+        found = next(((c, leg) for (c, a), leg in self._legs.items() if a == agent_id), None)
+        if found is None:
+            raise CallControlError(f"agent {agent_id} has no call to hang up")
+        call_id, leg = found
+        assert self._loop is not None
+        finished = self._loop.create_future()
+
+        def on_finished(event: Any) -> None:
+            if event.call_id == call_id and not finished.done():
+                finished.set_result(None)
+
+        connected = self._connected(call_id, agent_id)
+        unsubscribe = self.bus.subscribe("queue.call_finished", on_finished)
+        try:
+            waiting = self._waiting.get(call_id)
+            if waiting is not None:
+                waiting.wake.set()
+            if not leg.hung_up:
+                await leg.hangup()
+            log.info("queue.agent_hangup", call_id=call_id, agent_id=agent_id)
+            if connected:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settle):
+                        await finished
+        finally:
+            unsubscribe()
+        return call_id
 
     # --- seats -------------------------------------------------------------------------------
     def _ring_seat(self, offer: Offer) -> None:
