@@ -91,6 +91,8 @@ class SipSettings:
     outbound_allowed: list[str] = field(default_factory=list)
     keepalive_interval: float = 30.0  # seconds between OPTIONS to each registered seat
     keepalive_failures: int = 3  # unanswered keepalives in a row that unregister a seat
+    # digest challenges offered to seats registering, in order; [MD5] for baresip 1.0
+    digest_algorithms: list[str] = field(default_factory=lambda: ["SHA-256", "MD5"])
 
 
 @dataclass(slots=True)

@@ -188,7 +188,7 @@ class Engine:
             answer_after=cfg.sip.answer_after,
             invite_limit=invite_limit,
             register_limit=register_limit,
-            registrar=await seat_registrar(self.db),
+            registrar=await seat_registrar(self.db, algorithms=self._digest_algorithms()),
             **self._sip_outbound_settings(),
         )
         try:
@@ -219,6 +219,12 @@ class Engine:
             raise EngineError(f"sip.trunks: {exc}") from exc
         self.sip.trunks = TrunkClient(registrations, self.sip.send)
         self.sip.trunks.start()
+
+    def _digest_algorithms(self) -> tuple[str, ...]:
+        algorithms = tuple(str(a).upper() for a in self.config.sip.digest_algorithms)
+        if not algorithms or any(a not in ("MD5", "SHA-256") for a in algorithms):
+            raise EngineError("sip.digest_algorithms: a list of MD5 and/or SHA-256")
+        return algorithms
 
     def _sip_outbound_settings(self) -> dict[str, Any]:
         """Outbound legs and seat keepalive; a seat's registration change is published as

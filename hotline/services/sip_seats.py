@@ -67,14 +67,22 @@ async def ensure_demo_seats(db: Database) -> bool:
     return True
 
 
-async def seat_registrar(db: Database, *, realm: str = REALM) -> Registrar:
+async def seat_registrar(
+    db: Database, *, realm: str = REALM, algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+) -> Registrar:
     """A registrar for the SIP endpoint, checking digests against the stored seats.
+
+    ``algorithms``: the digest challenges offered, in order (``sip.digest_algorithms``;
+    baresip 1.0 gives up on a REGISTER challenged with anything but MD5).
 
     The credentials are read once here; :func:`reload_credentials` picks up later changes.
     """
     credentials = await load_credentials(db)
     authenticator = DigestAuthenticator(
-        realm=realm, lookup=credentials.get, nonces=NonceIssuer(secrets.token_bytes(32))
+        realm=realm,
+        lookup=credentials.get,
+        nonces=NonceIssuer(secrets.token_bytes(32)),
+        algorithms=algorithms,
     )
     return Registrar(authenticator)
 
