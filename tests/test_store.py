@@ -49,7 +49,7 @@ async def test_migrations_create_every_table_matching_the_models(db: Database) -
         revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
     assert diff == []
-    assert revision == "0004"
+    assert revision == "0005"
 
 
 async def test_migrations_also_run_by_url_as_the_alembic_command_does(tmp_path: Path) -> None:
