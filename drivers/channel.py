@@ -53,6 +53,7 @@ class HangupCause(enum.StrEnum):
     CANCELLED = "cancelled"  # given up before answer
     GUARD = "guard"  # a call-duration or step guard fired
     ERROR = "error"
+    SESSION_EXPIRED = "session_expired"  # SIP: the session was not refreshed (RFC 4028)
 
 
 class HungUp(Exception):

@@ -57,6 +57,7 @@ _GONE_CAUSES = {
     "bye": HangupCause.REMOTE_BYE,
     "cancelled": HangupCause.CANCELLED,
     "no_ack": HangupCause.ERROR,
+    "session_expired": HangupCause.SESSION_EXPIRED,
 }
 _call_numbers = itertools.count(1)
 
@@ -221,9 +222,20 @@ class SipEndpoint:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        if self._timer is None and self.uas is not None and self.uas.waiting_for_ack:
-            assert self._loop is not None
-            self._timer = self._loop.call_later(T1 / 2, self._on_timer)
+        if self.uas is None or self._loop is None:
+            return
+        if self.uas.waiting_for_ack:  # Timer G/H: every T1/2 while a 200 waits for its ACK
+            due = self._loop.time() + T1 / 2
+        else:  # session timers (RFC 4028): the earliest refresh or expiry
+            due = self.uas.next_session_timer()
+            if due is None:
+                return
+            due += 0.01  # never before the deadline
+        if self._timer is not None:
+            if self._timer.when() <= due:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(due, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -25,6 +25,14 @@ ACK like the first one, and :class:`Reinvited` tells the shell the new :class:`M
 unacceptable new offer gets 488 and leaves the call as it was; a re-INVITE while a 200 still
 waits for its ACK gets 491; an old CSeq gets 500.
 
+Session timers (RFC 4028, :mod:`drivers.sip.session_timer`): an INVITE with
+``Session-Expires`` gets it back in the 200 (``refresher=uac`` unless it asks otherwise or
+cannot refresh; 422 with ``Min-SE`` below 90 s). Refreshes arrive as re-INVITEs or UPDATEs
+(UPDATE with an SDP offer is answered like a re-INVITE, without one it gets a plain 200); a
+session not refreshed in time ends with BYE and :class:`CallGone` (``session_expired``).
+When the engine is the refresher it sends UPDATE (no SDP) at half the interval, retransmitted
+as a non-INVITE client transaction; 481 or no answer ends the call.
+
 Flood protection: new INVITEs and REGISTERs are counted per source address by a
 :class:`~drivers.sip.ratelimit.SourceLimiter` each; over the limit the request gets 503 with
 ``Retry-After`` before any other work is done, and :class:`Limited` (once per source and log
@@ -60,10 +68,18 @@ from drivers.sip.sdp import (
     parse_sdp,
     serialize_sdp,
 )
+from drivers.sip.session_timer import (
+    SessionTimer,
+    SessionTimerRejected,
+    expiry,
+    negotiate,
+    refresh_due,
+    response_headers,
+)
 
 T1 = 0.5  # RFC 3261 timer values (seconds)
 T2 = 4.0
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 
 Address = tuple[str, int]
 
@@ -92,8 +108,8 @@ class NewCall:
 
 @dataclass(slots=True)
 class CallGone:
-    """A call ended by the far end (``bye``), before answer (``cancelled``) or without ACK
-    (``no_ack``; the UAS sent BYE)."""
+    """A call ended by the far end (``bye``), before answer (``cancelled``), without ACK
+    (``no_ack``; the UAS sent BYE) or without session refresh (``session_expired``; BYE sent)."""
 
     call: UasCall
     why: str
@@ -154,6 +170,22 @@ class UasCall:
     remote_cseq: int = 0  # highest CSeq of the caller's requests in the dialog
     local_sdp: Session | None = None  # the engine's last answer (port, session id, version)
     plan: MediaPlan | None = None  # the media plan in force
+    timer: SessionTimer | None = None  # RFC 4028 session timer, when the caller asked for one
+    session_ends_at: float | None = None  # BYE then, unless a refresh comes first
+    refresh_at: float | None = None  # the engine refreshes then (refresher=uas)
+    update: _Pending | None = None  # the engine's UPDATE in flight
+    last_update: tuple[int, bytes] | None = None  # (CSeq, response) of the caller's last UPDATE
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A request the engine sent in a dialog, retransmitted until answered (Timers E/F)."""
+
+    cseq: int
+    data: bytes
+    resend_at: float
+    interval: float
+    give_up_at: float
 
 
 class Uas:
@@ -182,6 +214,7 @@ class Uas:
             else register_limit,
         }
         self.calls: dict[str, UasCall] = {}
+        self._timed: dict[str, UasCall] = {}  # calls with a session timer running
         self._ids = itertools.count(1)
 
     # --- input -------------------------------------------------------------------------
@@ -193,7 +226,7 @@ class Uas:
             reply = error_response(data, exc)
             return [Send(reply, source)] if reply is not None else []
         if isinstance(message, Response):
-            return []  # responses to our BYE: nothing to do
+            return self._response(message, now)  # our UPDATE's answer; BYE's: nothing to do
         rejection = screen_request(message)
         if rejection is not None:
             if message.method == "ACK":
@@ -232,6 +265,8 @@ class Uas:
             return self._cancel(request, source)
         if method == "BYE":
             return self._bye(request, source)
+        if method == "UPDATE":
+            return self._update(request, source, now)
         if method == "OPTIONS":
             response = response_to(request, 200, "OK", self._tag())
             response.headers.add("Allow", ALLOW)
@@ -267,6 +302,11 @@ class Uas:
             ]
         out: list[Event] = [self._send(response_to(request, 100, "Trying"), source)]
         try:
+            timer = negotiate(request)
+        except SessionTimerRejected as exc:
+            out.append(self._refuse(request, exc, source, to_tag=self._tag()))
+            return out
+        try:
             offer = parse_sdp(request.body)
             answer_offer(offer, local_address=self.host, local_port=0, session_id=0)
         except (SdpError, OfferRejected) as exc:
@@ -280,6 +320,7 @@ class Uas:
         caller = parse_sip_uri(caller_uri).user or "" if caller_uri.startswith("sip") else ""
         call = UasCall(call_id, request, source, offer, caller, called, self._tag())
         call.remote_cseq = request.cseq.seq
+        call.timer = timer
         call.remote_target = _contact_address(request, source)
         ringing = response_to(request, 180, "Ringing", call.to_tag)
         call.last_response = self._bytes(ringing, contact=True)
@@ -300,19 +341,18 @@ class Uas:
         if call.state is not CallState.CONFIRMED or call.local_sdp is None:
             response = response_to(request, 491, "Request Pending")
             return [self._send(response, source)]
+        try:
+            timer = negotiate(request)
+        except SessionTimerRejected as exc:
+            call.remote_cseq = cseq
+            call.last_response = bytes(self._refuse(request, exc, source).data)
+            return [Send(call.last_response, source)]
         call.remote_cseq = cseq
         out: list[Event] = [self._send(response_to(request, 100, "Trying"), source)]
         current = call.local_sdp
         if request.body:
             try:
-                offer = parse_sdp(request.body)
-                answer, plan = answer_offer(
-                    offer,
-                    local_address=self.host,
-                    local_port=current.media[0].port if current.media else 0,
-                    session_id=current.session_id,
-                    session_version=current.session_version + 1,
-                )
+                offer, answer, plan = self._answer_again(call, request.body)
             except (SdpError, OfferRejected) as exc:
                 reason = getattr(exc, "reason", str(exc))
                 response = response_to(request, 488, "Not Acceptable Here")
@@ -327,6 +367,8 @@ class Uas:
         ok = response_to(request, 200, "OK", call.to_tag)
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = serialize_sdp(answer)
+        call.timer = timer
+        self._refreshed(call, ok, now)
         call.ok = call.last_response = self._bytes(ok, contact=True)
         call.state = CallState.ANSWERED
         call.interval = T1
@@ -381,6 +423,7 @@ class Uas:
         ok = response_to(call.invite, 200, "OK", call.to_tag)
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = sdp
+        self._refreshed(call, ok, now)
         call.ok = call.last_response = self._bytes(ok, contact=True)
         call.state = CallState.ANSWERED
         call.interval = T1
@@ -409,6 +452,10 @@ class Uas:
         """Timer G (resend the 200 at T1, 2·T1 … T2) and Timer H (no ACK after 64·T1: BYE)."""
         out: list[Event] = []
         for call in list(self.calls.values()):
+            if call.session_ends_at is not None or call.refresh_at is not None or call.update:
+                out.extend(self._session_tick(call, now))
+                if call.state is CallState.ENDED:
+                    continue
             if call.state is not CallState.ANSWERED:
                 continue
             if now >= call.give_up_at:
@@ -426,13 +473,172 @@ class Uas:
     def waiting_for_ack(self) -> bool:
         return any(c.state is CallState.ANSWERED for c in self.calls.values())
 
+    def next_session_timer(self) -> float | None:
+        """The earliest session-timer deadline of any call (None: none running)."""
+        times = [
+            t
+            for c in self._timed.values()
+            for t in (
+                c.session_ends_at,
+                c.refresh_at,
+                min(c.update.resend_at, c.update.give_up_at) if c.update else None,
+            )
+            if t is not None
+        ]
+        return min(times, default=None)
+
+    # --- session timers (RFC 4028) -----------------------------------------------------------
+    def _refreshed(self, call: UasCall, ok: Response, now: float) -> None:
+        """A 2xx refreshes the session: its headers, and the timers restart from ``now``."""
+        timer = call.timer
+        if timer is None:
+            call.session_ends_at = call.refresh_at = None
+            self._timed.pop(call.call_id, None)
+            return
+        self._timed[call.call_id] = call
+        ok.headers.add("Supported", "timer")
+        for name, value in response_headers(timer):
+            ok.headers.add(name, value)
+        call.session_ends_at = expiry(timer, now)
+        call.refresh_at = refresh_due(timer, now) if timer.refresher == "uas" else None
+
+    def _session_tick(self, call: UasCall, now: float) -> list[Event]:
+        pending = call.update
+        if call.session_ends_at is not None and now >= call.session_ends_at:
+            return [*self.hangup(call), CallGone(call, "session_expired")]
+        if pending is not None:
+            if now >= pending.give_up_at:  # Timer F: the caller is gone
+                return [*self.hangup(call), CallGone(call, "session_expired")]
+            if now >= pending.resend_at:
+                pending.interval = min(2 * pending.interval, T2)
+                pending.resend_at = now + pending.interval
+                return [Send(pending.data, call.remote_target or call.source)]
+            return []
+        if call.refresh_at is not None and now >= call.refresh_at:
+            if call.state is not CallState.CONFIRMED:
+                call.refresh_at = now + T1  # an offer/answer is still open: try again shortly
+                return []
+            call.refresh_at = None
+            assert call.timer is not None
+            extra = [
+                ("Session-Expires", f"{call.timer.interval};refresher=uas"),
+                ("Supported", "timer"),
+            ]
+            data = self._dialog_request(call, "UPDATE", extra)
+            call.update = _Pending(call.local_cseq, data, now + T1, T1, now + 64 * T1)
+            return [Send(data, call.remote_target or call.source)]
+        return []
+
+    def _response(self, response: Response, now: float) -> list[Event]:
+        call = self.calls.get(response.call_id or "")
+        if call is None or call.update is None:
+            return []
+        try:
+            cseq = response.cseq
+        except ParseError:
+            return []
+        if cseq.method != "UPDATE" or cseq.seq != call.update.cseq or response.status < 200:
+            return []
+        call.update = None
+        if 200 <= response.status < 300:
+            timer = call.timer
+            try:
+                granted = negotiate(Request(response.headers, b"", "UPDATE", ""))
+            except SessionTimerRejected:
+                granted = None
+            if timer is not None and granted is not None:
+                call.timer = SessionTimer(granted.interval, "uas", timer.uac_supports)
+            if call.timer is not None:
+                call.session_ends_at = expiry(call.timer, now)
+                call.refresh_at = refresh_due(call.timer, now)
+            return []
+        if response.status in (408, 481):  # the dialog is gone at the far end
+            return [*self.hangup(call), CallGone(call, "session_expired")]
+        return []  # e.g. 405/501: the session runs on until it expires
+
+    def _update(self, request: Request, source: Address, now: float) -> list[Event]:
+        """UPDATE in a dialog (RFC 3311): a session refresh, with or without a new offer."""
+        call = self.calls.get(request.call_id or "")
+        if call is None or request.to.tag != call.to_tag:
+            return [
+                self._send(response_to(request, 481, "Call/Transaction Does Not Exist"), source)
+            ]
+        cseq = request.cseq.seq
+        if call.last_update is not None and call.last_update[0] == cseq:
+            return [Send(call.last_update[1], source)]  # the UPDATE retransmitted
+        if cseq < call.remote_cseq:
+            return [self._send(response_to(request, 500, "Out of Order CSeq"), source)]
+        call.remote_cseq = cseq
+        out: list[Event] = []
+        try:
+            timer = negotiate(request)
+        except SessionTimerRejected as exc:
+            refusal = self._refuse(request, exc, source)
+            call.last_update = (cseq, refusal.data)
+            return [refusal]
+        ok = response_to(request, 200, "OK", call.to_tag)
+        if request.body:
+            if call.state is not CallState.CONFIRMED or call.local_sdp is None:
+                refusal = self._send(response_to(request, 491, "Request Pending"), source)
+                call.last_update = (cseq, refusal.data)
+                return [refusal]
+            try:
+                offer, answer, plan = self._answer_again(call, request.body)
+            except (SdpError, OfferRejected) as exc:
+                response = response_to(request, 488, "Not Acceptable Here")
+                response.headers.add("Warning", f'399 hotline "{_quote(_reason(exc))}"')
+                data = self._bytes(response)
+                call.last_update = (cseq, data)
+                return [Send(data, source)]
+            call.offer, call.local_sdp, call.plan = offer, answer, plan
+            ok.headers.add("Content-Type", "application/sdp")
+            ok.body = serialize_sdp(answer)
+            out.append(Reinvited(call, plan))
+        if call.state is not CallState.RINGING:
+            call.timer = timer
+            self._refreshed(call, ok, now)
+        data = self._bytes(ok, contact=True)
+        call.last_update = (cseq, data)
+        return [Send(data, source), *out]
+
+    def _answer_again(self, call: UasCall, body: bytes) -> tuple[Session, Session, MediaPlan]:
+        """Answer a new offer in the dialog on the call's RTP port, next SDP version."""
+        current = call.local_sdp
+        assert current is not None
+        offer = parse_sdp(body)
+        answer, plan = answer_offer(
+            offer,
+            local_address=self.host,
+            local_port=current.media[0].port if current.media else 0,
+            session_id=current.session_id,
+            session_version=current.session_version + 1,
+        )
+        return offer, answer, plan
+
+    def _refuse(
+        self, request: Request, exc: SessionTimerRejected, source: Address, to_tag: str = ""
+    ) -> Send:
+        response = response_to(request, exc.status, exc.reason, to_tag or None)
+        for name, value in exc.headers:
+            response.headers.add(name, value)
+        return self._send(response, source)
+
     # --- helpers -----------------------------------------------------------------------------
     def _end(self, call: UasCall) -> None:
         call.state = CallState.ENDED
         call.ok = b""
+        call.session_ends_at = call.refresh_at = None
+        call.update = None
+        self._timed.pop(call.call_id, None)
         self.calls.pop(call.call_id, None)
 
     def _bye_request(self, call: UasCall) -> bytes:
+        return self._dialog_request(call, "BYE")
+
+    def _dialog_request(
+        self, call: UasCall, method: str, extra: list[tuple[str, str]] | None = None
+    ) -> bytes:
+        """A request of the engine's in the call's dialog (BYE, UPDATE)."""
         invite = call.invite
         call.local_cseq += 1
         host, port = call.remote_target or call.source
@@ -445,10 +651,14 @@ class Uas:
         headers.add("From", f"{to_value};tag={call.to_tag}")
         headers.add("To", invite.headers.get("from") or "")
         headers.add("Call-ID", call.call_id)
-        headers.add("CSeq", f"{call.local_cseq} BYE")
+        headers.add("CSeq", f"{call.local_cseq} {method}")
         headers.add("User-Agent", self.user_agent)
+        if method != "BYE":
+            headers.add("Contact", f"<sip:95598@{self.host}:{self.port}>")
+        for name, value in extra or []:
+            headers.add(name, value)
         contact = invite.contacts[0].uri if invite.headers.get("contact") else f"sip:{host}:{port}"
-        return bytes(Request(headers, b"", "BYE", contact))
+        return bytes(Request(headers, b"", method, contact))
 
     def _send(self, response: Response, address: Address) -> Send:
         return Send(self._bytes(response), address)
@@ -474,6 +684,10 @@ def _contact_address(request: Request, source: Address) -> Address:
     except ParseError:
         pass
     return source
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", exc))
 
 
 def _quote(text: str) -> str:
