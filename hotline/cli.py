@@ -9,6 +9,8 @@ hotline dtmf FILE.wav               print the DTMF digits found in a recording
 hotline say amount 230.00           print the Chinese read-out of a value
 hotline agent --user 1001 --password … login|logout|ready|notready|wrapup|hold|resume|transfer|
       hangup|status|watch           agent control through a running engine's API (hotline.agent_cli)
+hotline seat password 1001 [--password-stdin] | hotline seat list
+                                    SIP credentials of agent seats (hotline.seat_cli)
 """
 
 from __future__ import annotations
@@ -108,8 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     say.set_defaults(handler=_cmd_say)
 
     from hotline.agent_cli import add_agent_commands
+    from hotline.seat_cli import add_seat_commands
 
     add_agent_commands(sub)
+    add_seat_commands(sub)
     return p
 
 

@@ -47,6 +47,12 @@ async def set_seat_password(
         await session.commit()
 
 
+async def list_seats(db: Database) -> list[SipSeat]:
+    """Every seat with SIP credentials, by user name (for listing; HA1 values included)."""
+    async with db.session() as session:
+        return list((await session.scalars(select(SipSeat).order_by(SipSeat.username))).all())
+
+
 async def load_credentials(db: Database) -> dict[str, Credential]:
     """Every seat's credentials, by user name."""
     async with db.session() as session:
