@@ -393,12 +393,15 @@ class AgentApi:
         return ws
 
     async def _write(self, desktop: _Desktop) -> None:
-        while True:
-            message = await desktop.outbox.get()
-            if message is None:
-                await desktop.ws.close(message=b"too slow")
-                return
-            await desktop.ws.send_str(json.dumps(message, ensure_ascii=False))
+        try:
+            while True:
+                message = await desktop.outbox.get()
+                if message is None:
+                    await desktop.ws.close(message=b"too slow")
+                    return
+                await desktop.ws.send_str(json.dumps(message, ensure_ascii=False))
+        except (ConnectionError, RuntimeError) as exc:  # the desktop went away meanwhile
+            log.info("api.ws_gone", user=desktop.user.username, error=str(exc))
 
     def _on_queue_event(self, event: Event) -> None:
         agent_id = event.data.get("agent_id")

@@ -472,6 +472,8 @@ class ContactCenter:
         for waiting in self._waiting.values():
             if waiting.agent_id == agent_id and not waiting.channel.hung_up:
                 return waiting
+        if any(cb.agent_id == agent_id for cb in self._callbacks.values()):
+            raise CallControlError(f"agent {agent_id} is on a callback: only hangup is possible")
         raise CallControlError(f"agent {agent_id} is not talking with a caller")
 
     def current_call(self, agent_id: str) -> dict[str, Any] | None:
