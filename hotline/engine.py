@@ -353,9 +353,17 @@ class Engine:
             raise EngineError("no queues are configured (acd.queues_dir)")
         return self.contact_center
 
-    def login_agent(self, agent_id: str, *, ready: bool = True, reason: str | None = None) -> None:
-        """Log an agent in at their seat, ready (or not ready with ``reason``)."""
-        self._center().login(agent_id, ready=ready, reason=reason)
+    def login_agent(
+        self,
+        agent_id: str,
+        *,
+        ready: bool = True,
+        reason: str | None = None,
+        seat: str | None = None,
+    ) -> None:
+        """Log an agent in at their seat (or at ``seat``: ``s2``, ``sip:1001``), ready (or not
+        ready with ``reason``)."""
+        self._center().login(agent_id, ready=ready, reason=reason, seat=seat)
 
     def logout_agent(self, agent_id: str) -> None:
         self._center().logout(agent_id)

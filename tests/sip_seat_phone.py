@@ -3,7 +3,8 @@
 :class:`SeatPhone` is written for the tests on two UDP sockets (SIP and RTP) in the engine's
 loop. It REGISTERs (computing the RFC 2617 MD5 digest itself), answers every INVITE with
 100 and 180 and keeps it ringing until the test calls :meth:`SeatPhone.answer` (200 with a
-PCMU + telephone-event answer), answers CANCEL (200, then 487 for the INVITE), BYE (200) and
+PCMU + telephone-event answer), answers a re-INVITE (hold/resume) with the reversed
+direction, answers CANCEL (200, then 487 for the INVITE), BYE (200) and
 OPTIONS (200, unless :attr:`SeatPhone.alive` is False), sends :meth:`SeatPhone.bye` itself,
 streams queued audio (:meth:`SeatPhone.say`) every 20 ms and keeps every PCMU payload it gets.
 """
@@ -183,7 +184,9 @@ class SeatPhone:
             return
         self.requests.append(message)
         method = message.method
-        if method == "INVITE" and message.to.tag is None:
+        if method == "INVITE" and message.to.tag is not None:  # hold / resume by the engine
+            self._answer_reinvite(message)
+        elif method == "INVITE":
             if self.invite is not None and self.invite.call_id == message.call_id:
                 return  # a retransmission
             self.invite = message
@@ -198,6 +201,20 @@ class SeatPhone:
             self._stop_media()
         elif method == "OPTIONS" and self.alive:
             self._reply(message, 200, "OK")
+
+    def _answer_reinvite(self, request: Request) -> None:
+        offered = parse_sdp(request.body).media[0].direction or "sendrecv"
+        reverse = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(str(offered), str(offered))
+        body = (
+            f"v=0\r\no=seat 1 2 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
+            f"m=audio {self.rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+            f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na={reverse}\r\n"
+        ).encode()
+        ok = response_to(request, 200, "OK")
+        ok.headers.add("Contact", f"<sip:{self.user}@{HOST}:{self.port}>")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = body
+        self._send(bytes(ok), self._via_address(request))
 
     def _reply(self, request: Request, status: int, reason: str, *, tag: bool = True) -> None:
         response = response_to(request, status, reason, self.tag if tag else None)

@@ -25,7 +25,9 @@ from test_sip_calls import SipCaller, listen, said, wait_for
 
 from drivers.media.g711 import ulaw_decode
 from drivers.media.tones import sine
+from drivers.sip.channel import OutboundSipChannel
 from drivers.sip.outbound import DialRefused
+from drivers.sip.sdp import parse_sdp
 from hotline.services.sip_seats import DEMO_PASSWORD
 from ivr.speech.readout import say
 from support import REPO, make_config, with_engine
@@ -377,7 +379,7 @@ def test_an_allowed_uri_is_dialled_and_login_at_another_seat_rings_it(seat_confi
             for agent_id in ("1001", "1003", "1004"):
                 engine.set_agent_not_ready(agent_id, "busy")
             engine.logout_agent("1002")
-            engine.contact_center.login("1002", seat="sip:1002")
+            engine.login_agent("1002", seat="sip:1002")
             with pytest.raises(ValueError, match="seat"):
                 engine.contact_center.login("1003", seat="s9x")
             caller = await ask_for_agent(engine)
@@ -400,3 +402,49 @@ def test_an_allowed_uri_is_dialled_and_login_at_another_seat_rings_it(seat_confi
     got = with_engine(seat_config, body)
     assert got["outside"] == ["INVITE", "ACK", "BYE"]
     assert got["status"]["seat"] == "sip:1002" and got["status"]["state"] == "reserved"
+
+
+def test_the_engine_holds_and_resumes_the_seat_leg_with_reinvites(seat_config: Any) -> None:
+    async def body(engine: Any) -> dict[str, Any]:
+        phone = await seat_phone(engine)
+        only_1001(engine)
+        try:
+            caller = await ask_for_agent(engine)
+            await phone_rings(phone)
+            phone.answer()
+            await caller.expect(f"工号{say('digits', '1001')}为您服务")
+            (leg,) = [
+                ch for ch in engine.sip.channels.values() if isinstance(ch, OutboundSipChannel)
+            ]
+            await asyncio.sleep(0.5)
+            await leg.hold()
+            await wait_for(lambda: leg.on_hold, 5)
+            held = leg.stream.plan.direction
+            await leg.resume()
+            await wait_for(lambda: not leg.on_hold, 5)
+            resumed = leg.stream.plan.direction
+            mark = len(phone.received)
+            await asyncio.sleep(1.0)
+            flowing = len(phone.received) - mark
+            await caller.hang_up()
+            await engine.idle()
+            return {
+                "held": held,
+                "resumed": resumed,
+                "flowing": flowing,
+                "requests": list(phone.requests),
+            }
+        finally:
+            phone.close()
+
+    got = with_engine(seat_config, body)
+    assert (str(got["held"]), str(got["resumed"])) == ("sendonly", "sendrecv")
+    assert got["flowing"] >= 7000  # about a second of PCMU to the seat after resume
+    reinvites = [r for r in got["requests"] if r.method == "INVITE" and r.to.tag]
+    assert [str(parse_sdp(r.body).media[0].direction) for r in reinvites] == [
+        "sendonly",
+        "sendrecv",
+    ]
+    acks = [r.cseq.seq for r in got["requests"] if r.method == "ACK"]
+    assert acks == [1, 2, 3]  # the first 200 and each re-INVITE's 200 acknowledged
+    assert [r.method for r in got["requests"]][-1] == "BYE"

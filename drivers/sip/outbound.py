@@ -35,7 +35,7 @@ from drivers.channel import HangupCause
 from drivers.sip.channel import OutboundSipChannel
 from drivers.sip.media import MediaError
 from drivers.sip.message import ParseError, parse_sip_uri
-from drivers.sip.sdp import make_offer
+from drivers.sip.sdp import Direction, make_offer
 from drivers.sip.uac import (
     LegAnswered,
     LegEnded,
@@ -263,7 +263,7 @@ class OutboundCalls:
                 self._release(channel)
                 channel.ended(HangupCause.REMOTE_BYE)
             elif isinstance(event, LegReinvited):
-                channel.on_hold = not event.plan.direction.sends
+                channel.on_hold = event.plan.direction is not Direction.SENDRECV
                 if channel.stream is not None:
                     channel.stream.update(event.plan)
                 log.info(
