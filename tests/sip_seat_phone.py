@@ -43,8 +43,11 @@ class _Udp(asyncio.DatagramProtocol):
 class SeatPhone:
     """One agent seat's softphone (see the module doc)."""
 
-    def __init__(self, engine_port: int, user: str, password: str) -> None:
+    def __init__(
+        self, engine_port: int, user: str, password: str, *, contact_host: str = HOST
+    ) -> None:
         self.engine = (HOST, engine_port)
+        self.contact_host = contact_host  # a private address: the phone is behind NAT
         self.user = user
         self.password = password
         self.reg_call_id = secrets.token_hex(8) + "@seat"
@@ -98,7 +101,7 @@ class SeatPhone:
             f"To: <sip:{self.user}@{HOST}>",
             f"Call-ID: {self.reg_call_id}",
             f"CSeq: {self.reg_cseq} REGISTER",
-            f"Contact: <sip:{self.user}@{HOST}:{self.port}>",
+            f"Contact: <sip:{self.user}@{self.contact_host}:{self.port}>",
             f"Expires: {expires}",
         ]
         if challenge is not None:

@@ -448,3 +448,30 @@ def test_the_engine_holds_and_resumes_the_seat_leg_with_reinvites(seat_config: A
     acks = [r.cseq.seq for r in got["requests"] if r.method == "ACK"]
     assert acks == [1, 2, 3]  # the first 200 and each re-INVITE's 200 acknowledged
     assert [r.method for r in got["requests"]][-1] == "BYE"
+
+
+def test_a_seat_behind_nat_is_rung_at_the_address_its_register_came_from(
+    seat_config: Any,
+) -> None:
+    async def body(engine: Any) -> dict[str, Any]:
+        phone = SeatPhone(engine.sip.port, "1001", DEMO_PASSWORD, contact_host="10.20.30.40")
+        await phone.open()
+        try:
+            assert (await phone.register()).status == 200
+            only_1001(engine)
+            caller = await ask_for_agent(engine)
+            await phone_rings(phone)
+            invite = phone.invite
+            phone.answer()
+            await caller.expect(f"工号{say('digits', '1001')}为您服务")
+            await caller.hang_up()
+            await wait_for(lambda: "BYE" in phone.methods(), 10)
+            await engine.idle()
+            return {"invite": invite, "methods": phone.methods(), "port": phone.port}
+        finally:
+            phone.close()
+
+    got = with_engine(seat_config, body)
+    # the Request-URI is the registered Contact; the datagrams went to the REGISTER's source
+    assert got["invite"].uri == f"sip:1001@10.20.30.40:{got['port']}"
+    assert got["methods"] == ["INVITE", "ACK", "BYE"]
