@@ -127,6 +127,12 @@ def parse_authorization(value: str) -> DigestResponse:
     )
 
 
+def _without_params(uri: str) -> str:
+    """A URI without its parameters and headers: pyVoIP 1.6 adds ``;transport=UDP`` to the
+    digest uri only, so the digest uri and Request-URI may differ in parameters alone."""
+    return uri.split("?", 1)[0].split(";", 1)[0]
+
+
 def _parse_auth_params(text: str) -> dict[str, str]:
     """``name=token`` / ``name="quoted"`` pairs separated by commas."""
     fields: dict[str, str] = {}
@@ -276,7 +282,7 @@ class DigestAuthenticator:
             return self._fail(source, now, "qop=auth required")
         if answer.qop not in (None, "auth"):
             return self._fail(source, now, f"qop {answer.qop!r} not offered")
-        if answer.uri != request_uri:
+        if _without_params(answer.uri) != _without_params(request_uri):
             return self._fail(source, now, f"digest uri {answer.uri!r} is not the Request-URI")
         check = self.nonces.check(answer.nonce, now)
         if check == NonceCheck.INVALID:
