@@ -222,3 +222,35 @@ def test_pyvoip_registers_with_digest_calls_95598_and_looks_up_a_bill(
     assert (np.abs(heard) > 1000).sum() > (np.abs(welcome) > 1000).sum()  # speech, not silence
     assert best_correlation(heard, welcome) > 0.9  # it is the welcome prompt, sample for sample
     assert seen["after_stop"] is None  # pyVoIP unregistered on stop
+
+
+@pytest.mark.parametrize(
+    ("digest_uri", "accepted"),
+    [
+        ("sip:127.0.0.1;transport=UDP", True),  # what pyVoIP 1.6 sends for "REGISTER sip:127.0.0.1"
+        ("sip:127.0.0.1", True),
+        ("sip:127.0.0.2;transport=UDP", False),
+        ("sip:1001@127.0.0.1", False),
+    ],
+)
+def test_digest_uri_may_differ_from_the_request_uri_in_parameters_only(
+    digest_uri: str, accepted: bool
+) -> None:
+    from drivers.sip.digest import Credential, DigestAuthenticator, NonceIssuer
+    from drivers.sip.trunk import DigestClient, parse_challenge
+
+    realm = "hotline-95598"
+    seats = {"1001": Credential.from_password("1001", realm, DEMO_PASSWORD)}
+    server = DigestAuthenticator(realm, seats.get, NonceIssuer(b"k"), algorithms=("MD5",))
+    (challenge,) = server.challenges(0.0)
+    answer = DigestClient("1001", DEMO_PASSWORD).authorization(
+        parse_challenge(challenge), method="REGISTER", uri=digest_uri
+    )
+    decision = server.verify(
+        method="REGISTER",
+        request_uri="sip:127.0.0.1",
+        authorization=answer,
+        source="127.0.0.1",
+        now=1.0,
+    )
+    assert decision.accepted is accepted, decision.reason
