@@ -400,3 +400,33 @@ def test_bad_registrar_address(text: str) -> None:
 def test_bad_settings() -> None:
     with pytest.raises(TrunkError, match="user is missing"):
         make_trunk(user="")
+
+
+def test_trunk_settings_from_the_configuration() -> None:
+    from drivers.sip.trunk_client import registrations_from_settings
+    from hotline.config import ConfigError, TrunkSettings, load_config
+
+    trunk = {"name": "pbx", "registrar": "192.0.2.10:5080", "user": "95598", "password_env": "PW"}
+    config = load_config(None, overrides={"sip": {"trunks": [trunk]}})
+    assert config.sip.trunks == [
+        TrunkSettings("pbx", "192.0.2.10:5080", "95598", password_env="PW")
+    ]
+    (registration,) = registrations_from_settings(
+        config.sip.trunks, host="192.0.2.20", port=5070, environ={"PW": "from-env"}
+    )
+    assert registration.password == "from-env" and registration.registrar == ("192.0.2.10", 5080)
+    assert registration.contact_uri == "sip:95598@192.0.2.20:5070"
+    assert registration.aor == "sip:95598@192.0.2.10" and registration.expires == 600
+    with pytest.raises(TrunkError, match="environment variable PW is not set"):
+        registrations_from_settings(config.sip.trunks, host="h", port=1, environ={})
+    with pytest.raises(TrunkError, match="set password or password_env"):
+        registrations_from_settings(
+            [TrunkSettings("pbx", "h:1", "u")], host="h", port=1, environ={}
+        )
+    with pytest.raises(TrunkError, match="used twice"):
+        twice = [TrunkSettings("pbx", "h:1", "u", password="p")] * 2
+        registrations_from_settings(twice, host="h", port=1, environ={})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config(None, overrides={"sip": {"trunks": [dict(trunk, secret="x")]}})
+    with pytest.raises(ConfigError, match="registrar"):
+        load_config(None, overrides={"sip": {"trunks": [{"name": "pbx", "user": "u"}]}})
