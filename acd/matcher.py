@@ -23,37 +23,52 @@ call (apart from calls held for a familiar agent), so each event only has to loo
 new call or the one new agent.
 
 Data structures (n = calls in a queue, m = free members of a queue, k = queues an agent
-serves, D = pending deadlines). The per-queue orders are :class:`~acd.strategies.SortedFront`
-lists: kept sorted, consumed from the front, stale entries skipped (lazy deletion through a
-generation counter) and compacted when half stale. Most insertions sort last (calls arrive in
-time order, agents are freed in time order) and are appends; the rest are a binary search and
-a pointer shift (memmove). Taking the first entry touches nothing else, where a heap's sift
-would read O(log n) scattered entries — the dominant cost at 50,000 waiting calls.
+serves, F = distinct timer delays). They are built for 50,000 waiting calls and 10,000
+agents, where the cost of an event is dominated by cache and TLB misses, not by
+instructions: each event should read as few cold objects as possible.
+
+- The free-agent indexes are :class:`~acd.strategies.SortedFront` lists (kept sorted,
+  consumed from the front, lazy deletion through a generation counter since an agent sits in
+  several queues' indexes, compacted when half stale).
+- The lanes of waiting calls are :class:`~acd.queues.Lane` lists with eager deletion: the
+  front is always a live call.
+- Both keep the first entry on the index object (``head``/``item``), so comparing the heads
+  of an agent's lanes touches only the lane objects; both keep the first key component of
+  every entry unboxed in a typed array, so an insertion in the middle binary-searches
+  contiguous memory instead of tuples scattered over the heap.
+- Most insertions sort last (calls arrive in time order, agents are freed in time order)
+  and are appends; the rest are a binary search and a pointer shift (memmove).
+- Queue events are recorded flat into one list (no tuple or dict per event on the routing
+  path) and decoded when ``events`` is read.
 
 =====================  ===================================================  ===============
 structure              what                                                 cost
 =====================  ===================================================  ===============
-``QueueState.free``    free members by strategy key (random strategy: a     first O(1)(*),
+``QueueState.free``    free members by strategy key (random strategy: a     first O(1),
                        list + position map, uniform choice in O(1))         insert O(1)(*)
-``QueueState.lanes``   waiting calls by (entered/aging − priority,          head O(1)(*),
+``QueueState.lanes``   waiting calls by (entered/aging − priority,          head O(1),
                        entered, seq); expert queues: one lane per           insert O(1)(*)
                        threshold level 0–10
 ``Agent.personal``     calls waiting for this agent as familiar agent       same
-``QueueState.ranks``   sorted keys of all the queue's calls → position      O(1)(*) at the
-                       (binary search)                                      ends, O(log n)
-``Acd._deadlines``     one heap of (time, seq, kind, target, generation);   O(log D)
-                       stale timers skipped when they surface
+``QueueState.ranks``   (k1, seq) of all the queue's calls, sorted, in two   O(1)(*) at the
+                       typed arrays → position by binary search             ends, O(log n)
+``Acd._fifos``         timers at now + a configured delay: one FIFO per     O(1) + O(log F)
+                       delay (sorted by construction); ``_heads``, a heap
+                       of each FIFO's first timer and of the few timers at
+                       arbitrary times (later expert widenings)
 =====================  ===================================================  ===============
 
 (*) amortised, for an append or a removal at the front; an out-of-order insertion or a removal
-from the middle costs O(log n) comparisons plus a memmove of up to n pointers.
+from the middle costs O(log n) comparisons in a typed array plus a memmove of up to n
+pointers.
 
-Call arrival: the queue's best free agent is the first live entry of ``free`` (expert: if
-its level reaches the call's threshold): O(1). Agent becomes free: compare the first call of
-its personal lane and of the lanes of its k queues by effective priority (expert queues:
-only lanes with threshold ≤ the agent's level): O(k); with no call, insert it into k free
-indexes. An agent stops being free: O(k) (one generation bump, k live counters). Ring-all:
-O(r) for r seats. A window widening moves one call to another lane and retries it: O(1).
+Call arrival: the queue's best free agent is the head of ``free`` (expert: if its level
+reaches the call's threshold): O(1). Agent becomes free: compare the head of its personal
+lane and of the lanes of its k queues by effective priority (expert queues: only lanes with
+threshold ≤ the agent's level): O(k); with no call, insert it into k free indexes. An agent
+stops being free: O(k) (one generation bump, k live counters). Ring-all: O(r) for r seats.
+A window widening moves one call to another lane and retries it: O(log n). Timers: O(1) to
+set, O(log F) to fire; a stale timer (an answered offer's ring timeout) is dropped when due.
 """
 
 from __future__ import annotations
@@ -61,6 +76,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Iterable
 
 from acd.agents import (
@@ -99,20 +115,7 @@ _RING, _WRAP, _REASON, _FAMILIAR, _WIDEN, _MAX_WAIT, _ANNOUNCE, _CALLBACK_OFFER 
 
 DAY = 86400.0
 
-# Enum members bound once: ``EventKind.ENTER`` is a descriptor lookup (~0.1 µs) in CPython 3.11.
-_ABANDON = EventKind.ABANDON
-_AGENT_STATE = EventKind.AGENT_STATE
-_AGENT_STATUS = EventKind.AGENT_STATUS
-_CALLBACK = EventKind.CALLBACK
-_COMPLETE_AGENT = EventKind.COMPLETE_AGENT
-_COMPLETE_CALLER = EventKind.COMPLETE_CALLER
-_CONNECT = EventKind.CONNECT
-_ENTER = EventKind.ENTER
-_EXIT = EventKind.EXIT
-_OFFER = EventKind.OFFER
-_RING_NO_ANSWER = EventKind.RING_NO_ANSWER
-_TIMEOUT = EventKind.TIMEOUT
-_TRANSFER = EventKind.TRANSFER
+# Enum members bound once: ``Status.READY`` is a descriptor lookup (~0.1 µs) in CPython 3.11.
 _READY = Status.READY
 _NOT_READY = Status.NOT_READY
 _LOGGED_OUT = Status.LOGGED_OUT
@@ -124,6 +127,45 @@ _WRAP_UP = State.WRAP_UP
 _WAITING = Stage.WAITING
 _RINGING = Stage.RINGING
 _CONNECTED = Stage.CONNECTED
+
+
+# The event log is recorded flat: one list, each event as a layout number, time, queue,
+# call id, agent id, then the values of its data keys (the layout says which), so that
+# recording an event on the routing path allocates no tuple or dict (each would be fresh,
+# cold memory). ``events`` decodes them into QueueEvent objects.
+_LAYOUTS: list[tuple[EventKind, tuple[str, ...]]] = [
+    (EventKind.ENTER, ("entered", "position", "priority", "caller", "familiar", "transfer_from")),
+    (EventKind.OFFER, ("entered", "ring_timeout", "callback")),
+    (EventKind.CONNECT, ("entered", "wait", "ring", "callback")),
+    (EventKind.RING_NO_ANSWER, ("entered", "ring", "cause")),
+    (EventKind.ABANDON, ("entered", "wait", "position", "entry_position", "stage")),
+    (EventKind.TIMEOUT, ("entered", "wait", "position", "entry_position", "destination")),
+    (EventKind.EXIT, ("entered", "wait", "reason", "destination", "at_entry")),
+    (EventKind.CALLBACK, ("entered", "wait", "position")),
+    (EventKind.TRANSFER, ("entered", "wait", "target", "talk", "hold")),  # before connect
+    (EventKind.COMPLETE_CALLER, ("entered", "wait", "talk", "hold", "callback", "cause")),
+    (EventKind.COMPLETE_AGENT, ("entered", "wait", "talk", "hold", "callback", "cause")),
+    (EventKind.TRANSFER, ("entered", "wait", "talk", "hold", "callback", "cause", "target")),
+    (EventKind.AGENT_STATUS, ("status", "reason", "previous", "previous_reason", "cause")),
+    (EventKind.AGENT_STATE, ("state", "previous", "cause")),
+    (EventKind.AGENT_STATE, ("state", "previous", "cause", "wrap", "entered")),  # wrap-up end
+]
+(_L_ENTER, _L_OFFER, _L_CONNECT, _L_NO_ANSWER, _L_ABANDON, _L_TIMEOUT, _L_EXIT, _L_CALLBACK,
+ _L_TRANSFER, _L_COMPLETE_CALLER, _L_COMPLETE_AGENT, _L_TRANSFERRED, _L_STATUS, _L_STATE,
+ _L_STATE_WRAP) = range(len(_LAYOUTS))
+
+
+def _decode(flat: list) -> list[QueueEvent]:
+    """The flat log as QueueEvent objects."""
+    events = []
+    i, n = 0, len(flat)
+    while i < n:
+        kind, keys = _LAYOUTS[flat[i]]
+        j = i + 5 + len(keys)
+        events.append(QueueEvent(flat[i + 1], kind, flat[i + 2], flat[i + 3], flat[i + 4],
+                                 dict(zip(keys, flat[i + 5:j], strict=True))))
+        i = j
+    return events
 
 
 class ClockError(ValueError):
@@ -147,16 +189,23 @@ class Acd:
         self.queues: dict[str, QueueState] = {}
         self.agents: dict[str, Agent] = {}
         self.calls: dict[str, Call] = {}  # live sessions by call id
-        # queue events are recorded as plain tuples and become QueueEvent objects when read,
-        # which keeps building log objects off the routing path
-        self._raw_events: list[tuple] = []
-        self._record = self._raw_events.append
+        # queue events are recorded flat (see _LAYOUTS) and become QueueEvent objects when
+        # read, which keeps building log objects off the routing path
+        self._raw_events: list = []
+        self._record = self._raw_events.extend
         self._events: list[QueueEvent] = []
         self.reason_limits = (
             {REST: ReasonLimit(900.0)} if reason_limits is None else dict(reason_limits)
         )
         self._rng = rng if rng is not None else random.Random(0)
-        self._deadlines: list[tuple] = []
+        # Timers. Most are "now + a configured delay" (ring timeout, wrap-up, max wait,
+        # announcements, callback offer, familiar window, first widening, reason limits): each
+        # distinct delay has a FIFO, which stays sorted because the clock never goes back.
+        # _heads is a heap holding each non-empty FIFO's first entry (a handful of entries,
+        # warm in the cache) and the few timers at arbitrary times (later widenings), instead
+        # of one heap of every timer whose O(log n) sifts read cold entries at every pop.
+        self._fifos: dict[float, deque[tuple]] = {}
+        self._heads: list[tuple] = []  # (when, seq, fifo, None) | (when, seq, None, entry)
         self._seq = itertools.count(1)
         self._agent_seq = itertools.count(1)
         self._now = float("-inf")
@@ -293,9 +342,8 @@ class Acd:
         if refusal is not None:
             destination = (q.config.full_destination if refusal == "full"
                            else q.config.no_agent_destination)
-            self._record((now, _EXIT, q.name, call_id, None, {
-                "entered": now, "wait": 0.0, "reason": refusal, "destination": destination,
-                "at_entry": True}))
+            self._record((_L_EXIT, now, q.name, call_id, None,
+                          now, 0.0, refusal, destination, True))
             actions.append(Redirect(call_id, q.name, refusal, destination))
             return actions
         self._enter(call_id, q, now, priority, caller, familiar_agent, None, None, actions)
@@ -316,7 +364,7 @@ class Acd:
             return []
         actions: list[Action] = []
         if call.stage is _CONNECTED:
-            self._finish(call, now, actions, _COMPLETE_CALLER, "caller")
+            self._finish(call, now, actions, _L_COMPLETE_CALLER, "caller")
         else:
             self._abandon(call, now, actions)
         return actions
@@ -355,8 +403,8 @@ class Acd:
             return []
         actions: list[Action] = []
         if call.stage is _CONNECTED:
-            kind = _COMPLETE_CALLER if by == "caller" else _COMPLETE_AGENT
-            self._finish(call, now, actions, kind, by)
+            layout = _L_COMPLETE_CALLER if by == "caller" else _L_COMPLETE_AGENT
+            self._finish(call, now, actions, layout, by)
         elif by == "caller":
             self._abandon(call, now, actions)
         return actions
@@ -376,8 +424,8 @@ class Acd:
         call.callback = True
         q = call.queue
         position = q.position(call)
-        self._record((now, _CALLBACK, q.name, call_id, None, {
-            "entered": call.entered, "wait": now - call.entered, "position": position}))
+        self._record((_L_CALLBACK, now, q.name, call_id, None,
+                      call.entered, now - call.entered, position))
         return [CallbackAccepted(call_id, q.name, position)]
 
     def transfer(self, call_id: str, target: str, now: float) -> list[Action]:
@@ -407,12 +455,11 @@ class Acd:
         actions: list[Action] = []
         q = call.queue
         if call.stage is _CONNECTED:
-            self._finish(call, now, actions, _TRANSFER, "transfer", target=target)
+            self._finish(call, now, actions, _L_TRANSFERRED, "transfer", target)
         else:
-            ringing = self._detach(call)
-            self._record((now, _TRANSFER, q.name, call_id, None, {
-                "entered": call.entered, "wait": now - call.entered, "target": target,
-                "talk": 0.0, "hold": 0.0}))
+            ringing, _ = self._detach(call)
+            self._record((_L_TRANSFER, now, q.name, call_id, None,
+                          call.entered, now - call.entered, target, 0.0, 0.0))
             for agent in ringing:
                 self._release_ringing(call, agent, now, actions, "cancelled")
         self._enter(call_id, tq, now, call.priority, call.caller, None, to_agent, q.name,
@@ -479,7 +526,7 @@ class Acd:
                 actions.append(Fixed(agent_id, call.call_id, "ringing without a seat leg: "
                                      "offer withdrawn"))
             elif agent.state in (_ON_CALL, _ON_HOLD):
-                self._finish(call, now, actions, _COMPLETE_AGENT, "lost_leg")
+                self._finish(call, now, actions, _L_COMPLETE_AGENT, "lost_leg")
                 actions.append(Fixed(agent_id, call.call_id, "connected without a seat leg: "
                                      "call ended"))
         known = {c.call_id for c in (before, agent.call) if c is not None}
@@ -493,32 +540,49 @@ class Acd:
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`tick` must be called, or None if nothing is pending."""
-        dl = self._deadlines
-        while dl:
-            _, _, kind, target, gen = dl[0]
-            if self._live(kind, target, gen):
-                return dl[0][0]
-            heapq.heappop(dl)
+        heads = self._heads
+        live = self._live
+        while heads:
+            top = heads[0]
+            _, _, kind, target, gen = top[3] if top[2] is None else top[2][0]
+            if live(kind, target, gen):
+                return top[0]
+            self._pop_timer()
         return None
 
     def tick(self, now: float) -> list[Action]:
         """Handle every deadline due at ``now`` (late calls are fine: they catch up)."""
         self._clock(now)
         actions: list[Action] = []
-        dl = self._deadlines
+        heads = self._heads
         handlers = self._handlers
-        while dl and dl[0][0] <= now:
-            _, _, kind, target, gen = heapq.heappop(dl)
-            if self._live(kind, target, gen):
+        live = self._live
+        while heads and heads[0][0] <= now:
+            _, _, kind, target, gen = self._pop_timer()
+            if live(kind, target, gen):
                 handlers[kind](target, now, actions)
         return actions
+
+    def _pop_timer(self) -> tuple:
+        heads = self._heads
+        _, _, fifo, entry = heads[0]
+        if fifo is None:
+            heapq.heappop(heads)
+            return entry
+        entry = fifo.popleft()
+        if fifo:
+            following = fifo[0]
+            heapq.heapreplace(heads, (following[0], following[1], fifo, None))
+        else:
+            heapq.heappop(heads)
+        return entry
 
     @property
     def events(self) -> list[QueueEvent]:
         """The queue events logged since the last :meth:`drain_events`, oldest first."""
         raw = self._raw_events
         if raw:
-            self._events.extend([QueueEvent(*r) for r in raw])
+            self._events.extend(_decode(raw))
             raw.clear()
         return self._events
 
@@ -567,8 +631,22 @@ class Acd:
         self._now = now
 
 
+    def _after(self, now: float, delay: float, kind: int, target: object, gen: int = 0) -> float:
+        """A timer at ``now + delay`` (appended to the FIFO of that delay); returns when."""
+        when = now + delay
+        entry = (when, next(self._seq), kind, target, gen)
+        fifo = self._fifos.get(delay)
+        if fifo is None:
+            fifo = self._fifos[delay] = deque()
+        if not fifo:
+            heapq.heappush(self._heads, (when, entry[1], fifo, None))
+        fifo.append(entry)
+        return when
+
     def _at(self, when: float, kind: int, target: object, gen: int = 0) -> None:
-        heapq.heappush(self._deadlines, (when, next(self._seq), kind, target, gen))
+        """A timer at an arbitrary time."""
+        seq = next(self._seq)
+        heapq.heappush(self._heads, (when, seq, None, (when, seq, kind, target, gen)))
 
     @staticmethod
     def _live(kind: int, target, gen: int) -> bool:
@@ -592,9 +670,8 @@ class Acd:
         was_logged_in = agent.logged_in
         previous, previous_reason = agent.status, agent.reason
         agent.change_status(status, reason, now)
-        self._record((now, _AGENT_STATUS, None, None, agent.id, {
-            "status": status, "reason": reason, "previous": previous,
-            "previous_reason": previous_reason, "cause": cause}))
+        self._record((_L_STATUS, now, None, None, agent.id,
+                      status, reason, previous, previous_reason, cause))
         if was_available and not agent.available:
             self._withdraw(agent)
         if status is not _READY:
@@ -608,19 +685,21 @@ class Acd:
                 if q.staffed == 0 and q.config.no_agent_destination is not None:
                     self._empty_out(q, now, actions)
         if status is _NOT_READY and reason in self.reason_limits:
-            self._at(now + self.reason_limits[reason].seconds, _REASON, agent, agent.status_gen)
+            self._after(now, self.reason_limits[reason].seconds, _REASON, agent,
+                        agent.status_gen)
         if agent.available and not was_available:
             self._dispatch_agent(agent, now, actions)
 
     def _state(self, agent: Agent, state: State, now: float, actions: list[Action],
                queue: str | None, call_id: str | None, cause: str,
-               extra: dict | None = None) -> None:
+               wrap: tuple[float, float | None] | None = None) -> None:
         previous = agent.state
         agent.change_state(state, now)
-        data = {"state": state, "previous": previous, "cause": cause}
-        if extra:
-            data.update(extra)
-        self._record((now, _AGENT_STATE, queue, call_id, agent.id, data))
+        if wrap is None:
+            self._record((_L_STATE, now, queue, call_id, agent.id, state, previous, cause))
+        else:
+            self._record((_L_STATE_WRAP, now, queue, call_id, agent.id, state, previous, cause)
+                         + wrap)
         if agent.status is _READY:  # free = ready and idle; a state change never stays idle
             if previous is _IDLE:
                 self._withdraw(agent)
@@ -638,32 +717,30 @@ class Acd:
     def _dispatch_agent(self, agent: Agent, now: float, actions: list[Action]) -> None:
         """The agent just became free: give them the best call they may take, or index them."""
         personal = agent.personal
-        if personal is not None and personal.live:
-            call = personal.head()
-            if call is not None:
-                personal.leave(call)
-                self._offer(call, [agent], now, actions)
-                return
+        if personal is not None and personal.item is not None:
+            call = personal.item
+            personal.leave(call)
+            self._offer(call, [agent], now, actions)
+            return
         # The best lane head by (−effective priority, arrival, seq), priorities within
-        # PRIORITY_EPSILON being equal. A lane entry is the call's static key
-        # (entered/aging − priority, entered, seq) + (index_gen, call), so
-        # −effective priority = entry[0] − now/aging.
+        # PRIORITY_EPSILON being equal. A lane keeps the calls' static keys
+        # (entered/aging − priority, entered, seq), so −effective priority = k1 − now/aging.
         best = None
         best_score = 0.0
+        best_tie = (0.0, 0)
         for q in agent.queues:
             aging = q.aging
             for lane in q.main_lanes if q.expert_skill is None else q.lanes_for(agent):
-                if not lane.live:
+                entry = lane.head
+                if entry is None:
                     continue
-                entry = lane.first()
                 score = entry[0] - now / aging if aging else entry[0]
                 if best is None or score < best_score - PRIORITY_EPSILON or (
-                        score <= best_score + PRIORITY_EPSILON and entry[1:3] < best[1:3]):
-                    best, best_score = entry, score
+                        score <= best_score + PRIORITY_EPSILON and entry[1:3] < best_tie):
+                    best, best_score, best_tie = lane.item, score, entry[1:3]
         if best is not None:
-            call = best[4]
-            call.lane.leave(call)
-            self._offer(call, [agent], now, actions)
+            best.lane.leave(best)
+            self._offer(best, [agent], now, actions)
             return
         agent.indexed = True
         for q in agent.queues:
@@ -687,7 +764,7 @@ class Acd:
         agent.wrap_gen += 1
         agent.idle_since = now
         self._state(agent, _IDLE, now, actions, info.get("queue"), info.get("call_id"), cause,
-                    {"wrap": seconds, "entered": info.get("entered")})
+                    (seconds, info.get("entered")))
 
     # ---------------------------------------------------------------------- call machinery
 
@@ -715,26 +792,23 @@ class Acd:
         position = q.add_call(call)
         call.entry_position = position
         familiar = self._familiar_for(q, call, familiar_id, now) if direct is None else None
-        self._record((now, _ENTER, q.name, call_id, None, {
-            "entered": now, "position": position, "priority": priority, "caller": caller,
-            "familiar": familiar.id if familiar is not None else None,
-            "transfer_from": transfer_from}))
+        self._record((_L_ENTER, now, q.name, call_id, None, now, position, priority, caller,
+                      familiar.id if familiar is not None else None, transfer_from))
         actions.append(Queued(call_id, q.name, position, q.est_wait(position)))
         if cfg.max_wait is not None:
-            self._at(now + cfg.max_wait, _MAX_WAIT, call)
+            self._after(now, cfg.max_wait, _MAX_WAIT, call)
         if cfg.announcements.interval is not None:
-            self._at(now + cfg.announcements.interval, _ANNOUNCE, call)
+            self._after(now, cfg.announcements.interval, _ANNOUNCE, call)
         if cfg.callback.offer_after is not None:
-            self._at(now + cfg.callback.offer_after, _CALLBACK_OFFER, call)
+            self._after(now, cfg.callback.offer_after, _CALLBACK_OFFER, call)
         if q.expert_skill is not None:
             ex = cfg.expert
             call.threshold = ex.start_level
             if ex.start_level > ex.min_level:
-                self._at(now + ex.step_seconds, _WIDEN, call)
+                self._after(now, ex.step_seconds, _WIDEN, call)
         if familiar is not None:
             call.familiar = familiar
-            call.familiar_until = now + cfg.familiar_agent.try_first
-            self._at(call.familiar_until, _FAMILIAR, call)
+            call.familiar_until = self._after(now, cfg.familiar_agent.try_first, _FAMILIAR, call)
         self._dispatch_call(call, now, actions)
         return call
 
@@ -803,11 +877,11 @@ class Acd:
             if round_robin:
                 q.last_offer[agent.id] = next(self._seq)
             self._state(agent, _RESERVED, now, actions, q.name, call.call_id, "offer")
-            self._record((now, _OFFER, q.name, call.call_id, agent.id, {
-                "entered": call.entered, "ring_timeout": ring_timeout, "callback": call.callback}))
+            self._record((_L_OFFER, now, q.name, call.call_id, agent.id,
+                          call.entered, ring_timeout, call.callback))
             actions.append(Offer(call.call_id, agent.id, q.name, agent.seat, ring_timeout,
                                  call.callback))
-        self._at(now + ring_timeout, _RING, call, call.offer_gen)
+        self._after(now, ring_timeout, _RING, call, call.offer_gen)
 
     def _connect(self, call: Call, agent: Agent, now: float, actions: list[Action]) -> None:
         q = call.queue
@@ -819,9 +893,8 @@ class Acd:
         q.remove_call(call)
         call.in_queue = False
         self._state(agent, _ON_CALL, now, actions, q.name, call.call_id, "answer")
-        self._record((now, _CONNECT, q.name, call.call_id, agent.id, {
-            "entered": call.entered, "wait": now - call.entered, "ring": now - call.offered_at,
-            "callback": call.callback}))
+        self._record((_L_CONNECT, now, q.name, call.call_id, agent.id, call.entered,
+                      now - call.entered, now - call.offered_at, call.callback))
         actions.append(Connect(call.call_id, agent.id, q.name, agent.seat, call.callback))
         if call.caller is not None:
             self._last_served[call.caller] = (agent.id, now)
@@ -833,8 +906,8 @@ class Acd:
         q = call.queue
         call.ringing.remove(agent)
         agent.no_answers += 1
-        self._record((now, _RING_NO_ANSWER, q.name, call.call_id, agent.id, {
-            "entered": call.entered, "ring": now - call.offered_at, "cause": cause}))
+        self._record((_L_NO_ANSWER, now, q.name, call.call_id, agent.id,
+                      call.entered, now - call.offered_at, cause))
         if cause == "timeout":
             actions.append(StopRinging(call.call_id, agent.id, "no_answer"))
         agent.call = None
@@ -866,44 +939,38 @@ class Acd:
         else:
             self._dispatch_call(call, now, actions)
 
-    def _detach(self, call: Call) -> list[Agent]:
+    def _detach(self, call: Call) -> tuple[list[Agent], int]:
         """Take the call out of its lane and queue and end its session; returns the agents
-        still ringing for it (the caller releases them)."""
+        still ringing for it (the caller releases them) and the position it had."""
         if call.lane is not None:
             call.lane.leave(call)
         ringing = call.ringing
         call.ringing = []
-        call.queue.remove_call(call)
+        position = call.queue.remove_call(call)
         call.in_queue = False
         call.alive = False
         del self.calls[call.call_id]
-        return ringing
+        return ringing, position
 
     def _abandon(self, call: Call, now: float, actions: list[Action]) -> None:
         q = call.queue
-        position = q.position(call)
         stage = call.stage
-        was_callback = call.callback
-        ringing = self._detach(call)
-        if was_callback:
-            self._record((now, _EXIT, q.name, call.call_id, None, {
-                "entered": call.entered, "wait": now - call.entered,
-                "reason": "callback_cancelled", "destination": None, "at_entry": False}))
+        ringing, position = self._detach(call)
+        if call.callback:
+            self._record((_L_EXIT, now, q.name, call.call_id, None, call.entered,
+                          now - call.entered, "callback_cancelled", None, False))
         else:
-            self._record((now, _ABANDON, q.name, call.call_id, None, {
-                "entered": call.entered, "wait": now - call.entered, "position": position,
-                "entry_position": call.entry_position, "stage": stage}))
+            self._record((_L_ABANDON, now, q.name, call.call_id, None, call.entered,
+                          now - call.entered, position, call.entry_position, stage))
         for agent in ringing:
             self._release_ringing(call, agent, now, actions, "abandon")
 
     def _timeout(self, call: Call, now: float, actions: list[Action]) -> None:
         q = call.queue
-        position = q.position(call)
-        self._detach(call)
+        _, position = self._detach(call)
         destination = q.config.timeout_destination
-        self._record((now, _TIMEOUT, q.name, call.call_id, None, {
-            "entered": call.entered, "wait": now - call.entered, "position": position,
-            "entry_position": call.entry_position, "destination": destination}))
+        self._record((_L_TIMEOUT, now, q.name, call.call_id, None, call.entered,
+                      now - call.entered, position, call.entry_position, destination))
         actions.append(Timeout(call.call_id, q.name, destination))
 
     def _empty_out(self, q: QueueState, now: float, actions: list[Action]) -> None:
@@ -911,13 +978,12 @@ class Acd:
         destination = q.config.no_agent_destination
         for call in [c for c in q.calls.values() if not c.callback and c.stage is _WAITING]:
             self._detach(call)
-            self._record((now, _EXIT, q.name, call.call_id, None, {
-                "entered": call.entered, "wait": now - call.entered, "reason": "no_agent",
-                "destination": destination, "at_entry": False}))
+            self._record((_L_EXIT, now, q.name, call.call_id, None, call.entered,
+                          now - call.entered, "no_agent", destination, False))
             actions.append(Redirect(call.call_id, q.name, "no_agent", destination))
 
-    def _finish(self, call: Call, now: float, actions: list[Action], kind: EventKind,
-                cause: str, **extra: object) -> None:
+    def _finish(self, call: Call, now: float, actions: list[Action], layout: int,
+                cause: str, target: str | None = None) -> None:
         """A connected call's session ends (hangup, lost leg, transfer): the agent moves on."""
         agent = call.agent
         assert agent is not None
@@ -933,16 +999,17 @@ class Acd:
         agent.hold_time += hold
         agent.last_call_end = now
         agent.call = None
-        self._record((now, kind, q.name, call.call_id, agent.id, {
-            "entered": call.entered, "wait": call.connected_at - call.entered, "talk": talk,
-            "hold": hold, "callback": call.callback, "cause": cause, **extra}))
+        self._record((layout, now, q.name, call.call_id, agent.id, call.entered,
+                      call.connected_at - call.entered, talk, hold, call.callback, cause))
+        if layout == _L_TRANSFERRED:
+            self._record((target,))
         wrap = q.config.wrap_up
         q.note_handled(talk + hold + wrap)
         if wrap > 0:
             agent.last_wrap = {"queue": q.name, "call_id": call.call_id, "entered": call.entered}
             agent.wrap_gen += 1
             self._state(agent, _WRAP_UP, now, actions, q.name, call.call_id, cause)
-            self._at(now + wrap, _WRAP, agent, agent.wrap_gen)
+            self._after(now, wrap, _WRAP, agent, agent.wrap_gen)
         else:
             agent.idle_since = now
             self._state(agent, _IDLE, now, actions, q.name, call.call_id, cause)
@@ -999,7 +1066,7 @@ class Acd:
         if call.stage is _WAITING:
             position = q.position(call)
             actions.append(Announce(call.call_id, q.name, position, q.est_wait(position)))
-        self._at(now + q.config.announcements.interval, _ANNOUNCE, call)  # type: ignore[operator]
+        self._after(now, q.config.announcements.interval, _ANNOUNCE, call)  # type: ignore[arg-type]
 
     def _on_callback_offer(self, call: Call, now: float, actions: list[Action]) -> None:
         q = call.queue

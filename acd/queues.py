@@ -11,13 +11,14 @@ exist belongs to the application's config validation.
   queues are added, never during routing);
 - ``free``: the free-agent index ordered by the strategy (:mod:`acd.strategies`);
 - ``lanes``: waiting calls in service order (:class:`Lane`, a sorted list consumed from the
-  front) by :func:`~acd.strategies.call_key`.
+  front, with its first call kept on the lane object) by :func:`~acd.strategies.call_key`.
   Ordinary queues have one lane; expert queues have one lane per threshold level, so an agent
   of level *L* looks only at the heads of lanes with threshold ≤ *L* (at most 10);
-- ``ranks``: a sorted list of the keys of every call in the queue (waiting, ringing, or
-  holding a callback place), giving positions by binary search. An arrival that sorts last
-  is appended and serving the first call advances ``rank_start``, both O(1); other changes
-  are a binary search and a pointer shift;
+- ``ranks``: the keys of every call in the queue (waiting, ringing, or holding a callback
+  place) in order, unboxed in typed arrays (:class:`Ranks`), giving positions by binary
+  search. An arrival that sorts last is appended and serving the first
+  call advances ``ranks.start``, both O(1); other changes are a binary search and a pointer
+  shift;
 - ``calls``: the same calls by id, in arrival order (the first one has waited longest).
 
 A :class:`Call` is one call's *session* in one queue (a transfer starts a new session).
@@ -25,14 +26,15 @@ A :class:`Call` is one call's *session* in one queue (a transfer starts a new se
 
 from __future__ import annotations
 
-import bisect
 import enum
 import random
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from acd.agents import MAX_LEVEL, MIN_LEVEL
-from acd.strategies import FreeAgents, RandomFreeAgents, SortedFront, Strategy, agent_key
+from acd.strategies import FreeAgents, RandomFreeAgents, Strategy, agent_key
 
 if TYPE_CHECKING:
     from acd.agents import Agent
@@ -181,7 +183,6 @@ class Call:
     alive: bool = True  # False once the session ended
     callback: bool = False  # the caller left the line and waits for a callback
     lane: Lane | None = None
-    index_gen: int = 0  # bumped when leaving a lane (see Lane)
     threshold: int = 0  # expert: lowest agent level accepted now
     familiar: Agent | None = None  # tried first until familiar_until
     familiar_until: float = 0.0
@@ -196,33 +197,158 @@ class Call:
     hold_total: float = 0.0
 
 
-class Lane(SortedFront):
-    """Waiting calls in service order (a :class:`~acd.strategies.SortedFront`).
+class Lane:
+    """Waiting calls in service order: a sorted list consumed from the front.
 
-    An entry is ``call.key + (call.index_gen, call)``. Calls of a queue mostly arrive in key
-    order (the key starts with ``entered / aging − priority``), so a new call is appended; a
+    An entry is ``call.key + (call,)``, the key being ``(entered / aging − priority, entered,
+    seq)``. Calls of a queue mostly arrive in key order, so a new call is appended; a
     higher-priority call, or one going back to its place after a no-answer, is inserted by
-    binary search. Leaving bumps ``call.index_gen``.
+    binary search. The first key component of every entry is also kept unboxed in a typed
+    array (``k1s``): the binary search reads that contiguous array — a few cache lines —
+    instead of ~log₂ n tuples scattered over the heap (each a likely cache miss with 50,000
+    callers waiting); tuples are compared only among equal first components.
+
+    Removal is eager: serving the first call advances ``start`` (O(1)); a call leaving from
+    the middle (abandon, timeout, a widening window) is found by the same binary search and
+    deleted (a memmove). So the front is always a live call: ``item`` (the first call) and
+    ``head`` (its entry) are kept on the lane object, and routing compares lane heads
+    without touching the list.
     """
 
-    __slots__ = ()
+    __slots__ = ("items", "k1s", "start", "head", "item")
+
+    def __init__(self) -> None:
+        self.items: list[tuple] = []
+        self.k1s = array("d")
+        self.start = 0
+        self.head: tuple | None = None  # the first entry
+        self.item: Call | None = None  # its call
+
+    @property
+    def live(self) -> int:
+        return len(self.items) - self.start
 
     def push(self, call: Call) -> None:
         call.lane = self
-        self.insert(call.key + (call.index_gen, call))
+        entry = call.key + (call,)
+        items = self.items
+        k1 = entry[0]
+        if self.start == len(items):
+            items.clear()
+            del self.k1s[:]
+            self.start = 0
+            items.append(entry)
+            self.k1s.append(k1)
+        elif items[-1] < entry:
+            items.append(entry)
+            self.k1s.append(k1)
+        else:
+            i = self._index(entry)
+            items.insert(i, entry)
+            self.k1s.insert(i, k1)
+        head = self.head
+        if head is None or entry < head:
+            self.head = entry
+            self.item = call
+
+    def _index(self, entry: tuple) -> int:
+        k1s, k1 = self.k1s, entry[0]
+        i = bisect_left(k1s, k1, self.start)
+        if i < len(k1s) and k1s[i] == k1:  # equal first components: compare the tuples
+            i = bisect_left(self.items, entry, i, bisect_right(k1s, k1, i))
+        return i
 
     def leave(self, call: Call) -> None:
         call.lane = None
-        call.index_gen += 1
-        self.removed()
-
-    def head(self) -> Call | None:
-        entry = self.first()
-        return None if entry is None else entry[-1]
+        items, start = self.items, self.start
+        if call is self.item:
+            start += 1
+            if start > 64 and 2 * start > len(items):
+                del items[:start]
+                del self.k1s[:start]
+                start = 0
+            self.start = start
+            if start < len(items):
+                head = items[start]
+                self.head, self.item = head, head[-1]
+            else:
+                self.head = self.item = None
+        else:
+            i = self._index(call.key + (call,))
+            assert items[i][-1] is call
+            del items[i]
+            del self.k1s[i]
 
     def calls(self) -> list[Call]:
-        """The live calls, in service order."""
-        return [e[-1] for e in self.live_entries()]
+        """The calls, in service order."""
+        return [e[-1] for e in self.items[self.start:]]
+
+
+class Ranks:
+    """The order of all of a queue's calls, for positions: ``(k1, seq)`` of each call's key,
+    sorted, unboxed in two typed arrays.
+
+    A call's key is ``(entered / aging − priority, entered, seq)``; ``seq`` grows with
+    ``entered`` (the clock never goes back), so ``(k1, seq)`` sorts exactly as the key. A
+    position is a binary search over the contiguous ``k1`` array (then over ``seq`` among
+    equal ``k1``): a few cache lines, where a list of key tuples would chase a pointer to a
+    separate tuple and float at each step — each a likely cache miss with 50,000 callers
+    waiting. Appending (the usual arrival) and serving the first call (``start`` advances)
+    are O(1); other changes are a binary search and a memmove.
+    """
+
+    __slots__ = ("k1", "seqs", "start")
+
+    def __init__(self) -> None:
+        self.k1 = array("d")
+        self.seqs = array("q")
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.seqs) - self.start
+
+    def _index(self, k1: float, seq: int) -> int:
+        a = self.k1
+        lo = bisect_left(a, k1, self.start)
+        if lo < len(a) and a[lo] == k1:
+            lo = bisect_left(self.seqs, seq, lo, bisect_right(a, k1, lo))
+        return lo
+
+    def add(self, k1: float, seq: int) -> int:
+        """Insert; returns the position (1 = first)."""
+        a, seqs = self.k1, self.seqs
+        n = len(seqs)
+        if n == self.start or a[-1] < k1 or (a[-1] == k1 and seqs[-1] < seq):
+            a.append(k1)
+            seqs.append(seq)
+            return n + 1 - self.start
+        i = self._index(k1, seq)
+        a.insert(i, k1)
+        seqs.insert(i, seq)
+        return i + 1 - self.start
+
+    def remove(self, k1: float, seq: int) -> int:
+        """Remove; returns the position it had."""
+        start = self.start
+        seqs = self.seqs
+        if seqs[start] == seq:  # the usual case: the first in line is served
+            start += 1
+            if start > 64 and 2 * start > len(seqs):
+                del self.k1[:start]
+                del seqs[:start]
+                start = 0
+            self.start = start
+            return 1
+        i = self._index(k1, seq)
+        del self.k1[i]
+        del seqs[i]
+        return i + 1 - start
+
+    def position(self, k1: float, seq: int) -> int:
+        return self._index(k1, seq) + 1 - self.start
+
+    def seqs_in_order(self) -> list[int]:
+        return list(self.seqs[self.start:])
 
 
 class QueueState:
@@ -250,8 +376,7 @@ class QueueState:
         self.lanes: list[Lane] = [Lane() for _ in range(
             1 if self.expert_skill is None else MAX_LEVEL + 1)]
         self.main_lanes: list[Lane] = self.lanes[:1]
-        self.ranks: list[tuple] = []  # sorted keys; ranks[rank_start:] are the queue's calls
-        self.rank_start = 0
+        self.ranks = Ranks()  # the queue's calls in order, for positions
         self.calls: dict[str, Call] = {}
         self.staffed = 0  # members logged in
         self.handle_time = config.announcements.initial_handle_time
@@ -270,32 +395,20 @@ class QueueState:
     def add_call(self, call: Call) -> int:
         """Put the call in the queue's order; returns its position (1 = next)."""
         self.calls[call.call_id] = call
-        ranks, key = self.ranks, call.key
-        if len(ranks) == self.rank_start or ranks[-1] < key:  # the usual case: last in line
-            ranks.append(key)
-            return len(ranks) - self.rank_start
-        i = bisect.bisect_left(ranks, key, self.rank_start)
-        ranks.insert(i, key)
-        return i - self.rank_start + 1
+        return self.ranks.add(call.key[0], call.seq)
 
-    def remove_call(self, call: Call) -> None:
+    def remove_call(self, call: Call) -> int:
+        """Take the call out of the queue's order; returns the position it had."""
         del self.calls[call.call_id]
-        ranks, key, start = self.ranks, call.key, self.rank_start
-        if ranks[start] is key:  # the usual case: the first in line is served
-            start += 1
-            if start > 64 and 2 * start > len(ranks):
-                del ranks[:start]
-                start = 0
-            self.rank_start = start
-        else:
-            del ranks[bisect.bisect_left(ranks, key, start)]
+        return self.ranks.remove(call.key[0], call.seq)
 
     def position(self, call: Call) -> int:
-        return bisect.bisect_left(self.ranks, call.key, self.rank_start) - self.rank_start + 1
+        return self.ranks.position(call.key[0], call.seq)
 
     def order(self) -> list[tuple]:
         """The keys of the queue's calls, in order (for checks and displays)."""
-        return self.ranks[self.rank_start:]
+        by_seq = {c.seq: c.key for c in self.calls.values()}
+        return [by_seq[s] for s in self.ranks.seqs_in_order()]
 
     def longest_waiting(self) -> Call | None:
         """The call that entered first among those on the line (not callback places)."""

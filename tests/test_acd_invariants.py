@@ -467,6 +467,17 @@ def check(h: Harness) -> None:
     # queues: positions, free indexes, work conservation
     for q in acd.queues.values():
         assert q.order() == sorted(c.key for c in q.calls.values())
+        lanes = list(q.lanes) + [a.personal for a in q.members.values() if a.personal]
+        for lane in lanes:  # the head kept on the lane, the unboxed keys beside the entries
+            entries = lane.items[lane.start:]
+            assert entries == sorted(entries, key=lambda e: e[:3])
+            assert list(lane.k1s) == [e[0] for e in lane.items]
+            assert lane.item is (entries[0][-1] if entries else None)
+            assert all(e[-1].lane is lane for e in entries)
+        if q.strategy is not Strategy.RANDOM:
+            live = q.free.live_entries()
+            assert q.free.item is (live[0][-1] if live else None)
+            assert list(q.free.k1s) == [e[0] for e in q.free.items]
         free = [a for a in q.members.values() if a.available]
         assert len(q.free) == len(free)
         assert q.staffed == sum(1 for a in q.members.values() if a.logged_in)
