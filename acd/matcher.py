@@ -114,6 +114,7 @@ from acd.strategies import PRIORITY_EPSILON, call_key, expert_threshold
 _RING, _WRAP, _REASON, _FAMILIAR, _WIDEN, _MAX_WAIT, _ANNOUNCE, _CALLBACK_OFFER = range(8)
 
 DAY = 86400.0
+FAMILIAR_LIMIT = 200_000  # callers the familiar-agent memory keeps (about 20 MB)
 
 # Enum members bound once: ``Status.READY`` is a descriptor lookup (~0.1 µs) in CPython 3.11.
 _READY = Status.READY
@@ -177,7 +178,8 @@ class Acd:
 
     ``rng`` drives the random strategy (pass a seeded ``random.Random`` for reproducible
     runs). ``reason_limits`` caps not-ready reasons, by default 休息 (``rest``) at 15 min
-    with an alert.
+    with an alert. ``familiar_limit`` bounds the familiar-agent memory (callers remembered;
+    the least recently served are forgotten first).
     """
 
     def __init__(
@@ -185,7 +187,10 @@ class Acd:
         *,
         rng: random.Random | None = None,
         reason_limits: dict[str, ReasonLimit] | None = None,
+        familiar_limit: int = FAMILIAR_LIMIT,
     ) -> None:
+        if familiar_limit < 1:
+            raise ValueError(f"familiar_limit must be >= 1, got {familiar_limit}")
         self.queues: dict[str, QueueState] = {}
         self.agents: dict[str, Agent] = {}
         self.calls: dict[str, Call] = {}  # live sessions by call id
@@ -209,7 +214,9 @@ class Acd:
         self._seq = itertools.count(1)
         self._agent_seq = itertools.count(1)
         self._now = float("-inf")
-        self._last_served: dict[str, tuple[str, float]] = {}  # caller -> (agent id, time)
+        # familiar-agent memory: caller -> (agent id, time), least recently served first
+        self._last_served: dict[str, tuple[str, float]] = {}
+        self.familiar_limit = familiar_limit
         self._handlers = {
             _RING: self._on_ring_timeout,
             _WRAP: self._on_wrap_end,
@@ -592,6 +599,25 @@ class Acd:
         self._events = []
         return events
 
+    def remember_served(self, caller: str, agent_id: str, when: float) -> None:
+        """Seed the familiar-agent memory: ``agent_id`` served ``caller`` at ``when`` (core
+        clock; may be before the first event, e.g. read back from the stored queue log).
+        Ignored if the core already knows a later service of that caller."""
+        last = self._last_served.get(caller)
+        if last is None or last[1] <= when:
+            self._served(caller, agent_id, when)
+
+    def last_served(self, caller: str) -> tuple[str, float] | None:
+        """``(agent id, time)`` of the last service of ``caller`` the core remembers."""
+        return self._last_served.get(caller)
+
+    def _served(self, caller: str, agent_id: str, when: float) -> None:
+        memory = self._last_served
+        memory.pop(caller, None)  # re-inserted last: the dict stays in time order
+        memory[caller] = (agent_id, when)
+        if len(memory) > self.familiar_limit:
+            del memory[next(iter(memory))]
+
     def prune_history(self, now: float) -> None:
         """Forget familiar-agent history older than every queue's lookback."""
         days = max((q.config.familiar_agent.lookback_days for q in self.queues.values()),
@@ -897,7 +923,7 @@ class Acd:
                       now - call.entered, now - call.offered_at, call.callback))
         actions.append(Connect(call.call_id, agent.id, q.name, agent.seat, call.callback))
         if call.caller is not None:
-            self._last_served[call.caller] = (agent.id, now)
+            self._served(call.caller, agent.id, now)
         for other in others:
             self._release_ringing(call, other, now, actions, "answered_elsewhere")
 

@@ -28,6 +28,7 @@ from drivers.simboard.line import HangupSignal, LineConfig
 from hotline.bus import Bus
 from hotline.config import Config
 from hotline.contact_center import ContactCenter
+from hotline.familiar import restore_familiar
 from hotline.queue_config import check_references, load_queue_dir, seats_missing
 from hotline.queue_reload import QueueReloader
 from hotline.services.cdr import CdrWriter, RecordingIndex
@@ -329,6 +330,13 @@ class Engine:
         )
         async with real_work():
             await self.speech.warm(self.contact_center.prompt_texts(), progress=False)
+            # familiar agents: who served each caller before this start (the stored log)
+            await restore_familiar(
+                self.db,
+                self.contact_center.acd,
+                loop_now=asyncio.get_running_loop().time(),
+                wall_now=self.wall_clock().timestamp(),
+            )
         self.contact_center.start(login=definition.agents if settings.login_at_start else ())
         self.queue_reloader = QueueReloader(
             self.contact_center,
