@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 
 from acd.agents import TransitionError
 from acd.stats import snapshot
-from drivers.clock import VirtualClockLoop
+from drivers.clock import VirtualClockLoop, real_work
 from hotline.agent_api_pop import jsonable, screen_pop
 from hotline.auth import LoginThrottle, TokenStore
 from hotline.bus import Event
@@ -109,8 +109,11 @@ class AgentApi:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.engine.config.demo_data and await ensure_demo_users(self.engine.db):
-            log.info("api.demo_users_created")
+        if self.engine.config.demo_data:
+            async with real_work():
+                created = await ensure_demo_users(self.engine.db)
+            if created:
+                log.info("api.demo_users_created")
         app = web.Application(middlewares=[self._errors], client_max_size=MAX_BODY)
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -238,7 +241,8 @@ class AgentApi:
             log.warning("api.login_locked", username=username, address=address, wait=round(wait))
             raise ApiError(429, "locked", f"too many failed logins; try again in {wait:.0f} s",
                            **{"Retry-After": str(int(wait) + 1)})
-        user = await check_password(self.engine.db, username, password)
+        async with real_work():  # the store and the hash: outside work for a virtual clock
+            user = await check_password(self.engine.db, username, password)
         if user is None:
             locked = [key for t, key in throttles if t.failed(key, self._now())]
             log.warning("api.login_failed", username=username, address=address,

@@ -1,9 +1,9 @@
 """``hotline agent …`` against a running engine's API (real HTTP/WebSocket on 127.0.0.1).
 
-The engine runs on the virtual clock; each CLI command runs in a worker thread with its own
-event loop, as it would in a tester's shell, while virtual time stands still (an executor job
-is outside work the virtual clock waits for). ``watch`` runs in a plain thread so that virtual
-time moves on while it listens: the caller reaches the agent and the screen-pop is printed.
+The engine runs on the virtual clock; each CLI command runs in a thread with its own event
+loop, as it would in a tester's shell, while the engine's loop goes on serving it (an agent's
+hangup waits for the call to end, which needs the engine's clock to run). ``watch`` listens
+the same way while the caller reaches the agent, and prints the screen-pop.
 """
 
 from __future__ import annotations
@@ -47,7 +47,20 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 async def cli(*argv: str) -> tuple[int, str, str]:
-    return await asyncio.get_running_loop().run_in_executor(None, run_cli, list(argv))
+    """Run one CLI command in its own thread while the engine's loop goes on serving it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[int, str, str]] = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = run_cli(list(argv))
+        except BaseException as exc:  # reported to the test, not lost in the thread
+            loop.call_soon_threadsafe(done.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(done.set_result, result)
+
+    threading.Thread(target=work, daemon=True).start()
+    return await asyncio.wait_for(done, 600)  # virtual seconds; the CLI has its own timeout
 
 
 def test_cli_commands_act_on_the_acd_and_report_errors(api_config: Any) -> None:
