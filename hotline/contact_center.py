@@ -478,7 +478,8 @@ class ContactCenter:
 
     def current_call(self, agent_id: str) -> dict[str, Any] | None:
         """The call the agent is ringing with or talking to (None: no call)."""
-        self.agent(agent_id)
+        if str(self.agent(agent_id).state) not in BUSY_STATES:
+            return None  # e.g. a transferred call whose old leg is still being dropped
         for (call_id, a), leg in self._legs.items():
             if a != agent_id:
                 continue

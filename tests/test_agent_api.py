@@ -227,6 +227,7 @@ def test_screen_pop_hold_transfer_and_hangup_through_the_api(api_config: Any) ->
             assert status == 403  # 1001 cannot transfer 1004's call
             status, got = await zhao.call("POST", "/api/agents/1004/transfer", {"agent": "1001"})
             assert status == 200 and got["target"] == "1001" and got["state"] == "wrap_up"
+            assert got["call"] is None  # the caller left this agent
             pop_zhang = await ws_zhang.expect("screen_pop")
             seat1 = await seat_rings(engine, "s1")
             seat1.off_hook()
