@@ -242,6 +242,12 @@ class Lane:
         elif items[-1] < entry:
             items.append(entry)
             self.k1s.append(k1)
+        elif self.start and entry < self.head:  # type: ignore[operator]
+            # before the first call (e.g. back to its place after a no-answer): the slot
+            # just consumed in front of it is free, no memmove
+            self.start -= 1
+            items[self.start] = entry
+            self.k1s[self.start] = k1
         else:
             i = self._index(entry)
             items.insert(i, entry)
@@ -353,6 +359,10 @@ class Ranks:
 
 class QueueState:
     """The Acd's runtime view of one queue (see the module docstring)."""
+
+    __slots__ = ("config", "name", "strategy", "expert_skill", "aging", "ring_all",
+                 "round_robin", "members", "last_offer", "free", "lanes", "main_lanes", "ranks",
+                 "calls", "staffed", "handle_time")
 
     def __init__(self, config: QueueConfig, rng: random.Random) -> None:
         self.config = config
