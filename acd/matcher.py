@@ -112,6 +112,7 @@ from acd.strategies import PRIORITY_EPSILON, call_key, expert_threshold
 
 # deadline kinds
 _RING, _WRAP, _REASON, _FAMILIAR, _WIDEN, _MAX_WAIT, _ANNOUNCE, _CALLBACK_OFFER = range(8)
+_VOID = -1  # a cancelled timer (an answered offer's ring timeout)
 
 DAY = 86400.0
 FAMILIAR_LIMIT = 200_000  # callers the familiar-agent memory keeps (about 20 MB)
@@ -659,17 +660,18 @@ class Acd:
         self._now = now
 
 
-    def _after(self, now: float, delay: float, kind: int, target: object, gen: int = 0) -> float:
-        """A timer at ``now + delay`` (appended to the FIFO of that delay); returns when."""
+    def _after(self, now: float, delay: float, kind: int, target: object, gen: int = 0) -> list:
+        """A timer at ``now + delay`` (appended to the FIFO of that delay); returns its entry
+        ``[when, seq, kind, target, gen]`` (setting the kind to ``_VOID`` cancels it)."""
         when = now + delay
-        entry = (when, next(self._seq), kind, target, gen)
+        entry = [when, next(self._seq), kind, target, gen]
         fifo = self._fifos.get(delay)
         if fifo is None:
             fifo = self._fifos[delay] = deque()
         if not fifo:
             heapq.heappush(self._heads, (when, entry[1], fifo, None))
         fifo.append(entry)
-        return when
+        return entry
 
     def _at(self, when: float, kind: int, target: object, gen: int = 0) -> None:
         """A timer at an arbitrary time."""
@@ -678,6 +680,8 @@ class Acd:
 
     @staticmethod
     def _live(kind: int, target, gen: int) -> bool:
+        if kind == _VOID:
+            return False
         if kind == _RING:
             return target.stage is _RINGING and target.offer_gen == gen and target.alive
         if kind == _WRAP:
@@ -836,7 +840,8 @@ class Acd:
                 self._after(now, ex.step_seconds, _WIDEN, call)
         if familiar is not None:
             call.familiar = familiar
-            call.familiar_until = self._after(now, cfg.familiar_agent.try_first, _FAMILIAR, call)
+            call.familiar_until = self._after(now, cfg.familiar_agent.try_first, _FAMILIAR,
+                                              call)[0]
         self._dispatch_call(call, now, actions)
         return call
 
@@ -909,7 +914,7 @@ class Acd:
                           call.entered, ring_timeout, call.callback))
             actions.append(Offer(call.call_id, agent.id, q.name, agent.seat, ring_timeout,
                                  call.callback))
-        self._after(now, ring_timeout, _RING, call, call.offer_gen)
+        call.ring_timer = self._after(now, ring_timeout, _RING, call, call.offer_gen)
 
     def _connect(self, call: Call, agent: Agent, now: float, actions: list[Action]) -> None:
         q = call.queue
@@ -920,6 +925,8 @@ class Acd:
         call.connected_at = now
         q.remove_call(call)
         call.in_queue = False
+        call.ring_timer[2] = _VOID  # type: ignore[index]  # dropped when due, call unread
+        call.ring_timer = None
         self._state(agent, _ON_CALL, now, actions, q.name, call.call_id, "answer")
         self._record((_L_CONNECT, now, q.name, call.call_id, agent.id, call.entered,
                       now - call.entered, now - call.offered_at, call.callback))

@@ -189,6 +189,7 @@ class Call:
     direct: Agent | None = None  # a transfer to this agent
     ringing: list[Agent] = field(default_factory=list)
     offer_gen: int = 0
+    ring_timer: list | None = None  # the ring timeout's timer entry while ringing
     offered_at: float = 0.0
     expired: bool = False  # max_wait passed while ringing
     agent: Agent | None = None
@@ -361,8 +362,8 @@ class QueueState:
     """The Acd's runtime view of one queue (see the module docstring)."""
 
     __slots__ = ("config", "name", "strategy", "expert_skill", "aging", "ring_all",
-                 "round_robin", "members", "last_offer", "free", "lanes", "main_lanes", "ranks",
-                 "calls", "staffed", "handle_time")
+                 "round_robin", "members", "last_offer", "free", "lanes", "main_lanes",
+                 "lanes_upto", "ranks", "calls", "staffed", "handle_time")
 
     def __init__(self, config: QueueConfig, rng: random.Random) -> None:
         self.config = config
@@ -386,6 +387,9 @@ class QueueState:
         self.lanes: list[Lane] = [Lane() for _ in range(
             1 if self.expert_skill is None else MAX_LEVEL + 1)]
         self.main_lanes: list[Lane] = self.lanes[:1]
+        # expert: the lanes an agent of each level may take from (built once, not per event)
+        self.lanes_upto: list[list[Lane]] = [self.lanes[:level + 1] for level in
+                                              range(len(self.lanes))]
         self.ranks = Ranks()  # the queue's calls in order, for positions
         self.calls: dict[str, Call] = {}
         self.staffed = 0  # members logged in
@@ -395,7 +399,7 @@ class QueueState:
         """Lanes whose calls this member may take (expert: thresholds up to its level)."""
         if self.expert_skill is None:
             return self.main_lanes
-        return self.lanes[:agent.skills.get(self.expert_skill, 0) + 1]
+        return self.lanes_upto[agent.skills.get(self.expert_skill, 0)]
 
     @property
     def waiting(self) -> int:
