@@ -51,6 +51,7 @@ CALL_EVENTS = (
     "queue.complete_caller",
     "queue.complete_agent",
     "queue.call_finished",
+    "queue.consult",
 )
 STATE_EVENTS = ("queue.agent_status", "queue.agent_state")
 MAX_BODY = 16 * 1024
@@ -171,6 +172,9 @@ class AgentApi:
             "resume": self._agent_resume,
             "transfer": self._agent_transfer,
             "hangup": self._agent_hangup,
+            "consult": self._agent_consult,
+            "consult-complete": self._agent_consult_complete,
+            "consult-cancel": self._agent_consult_cancel,
         }
         for name, action in actions.items():
             r.add_post(f"/api/agents/{{agent}}/{name}", self._authed(self._agent_action(action)))
@@ -359,6 +363,22 @@ class AgentApi:
 
     async def _agent_hangup(self, user: User, agent_id: str, body: dict[str, Any]) -> Any:
         return {"call_id": await self._center().hangup(agent_id)}
+
+    async def _agent_consult(self, user: User, agent_id: str, body: dict[str, Any]) -> Any:
+        target = body.get("agent")
+        if not isinstance(target, str) or not target:
+            raise ValueError('send {"agent": ID} (the agent to consult)')
+        if target not in self._center().acd.agents:
+            raise KeyError(f"no agent {target!r}")
+        return {"call_id": self._center().consult(agent_id, target), "target": target}
+
+    async def _agent_consult_complete(
+        self, user: User, agent_id: str, body: dict[str, Any]
+    ) -> Any:
+        return {"call_id": await self._center().complete_consult(agent_id)}
+
+    async def _agent_consult_cancel(self, user: User, agent_id: str, body: dict[str, Any]) -> Any:
+        return {"call_id": self._center().cancel_consult(agent_id)}
 
     async def _queues(self, request: web.Request, user: User) -> dict[str, Any]:
         if user.role != "supervisor":

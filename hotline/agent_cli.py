@@ -9,6 +9,7 @@ out again (the token is revoked), so nothing is left on disk::
     hotline agent --user 1001 --password agent-95598 notready rest
     hotline agent --user supervisor --password super-95598 --agent 1002 status
     hotline agent --user 1001 --password agent-95598 transfer --to-queue fault
+    hotline agent --user 1001 --password agent-95598 consult --to-agent 1002   # then complete
     hotline agent --user 1001 --password agent-95598 watch          # screen-pops, states
 
 Exit status: 0 done, 1 the API refused (the reason is printed), 2 bad usage, 3 the engine
@@ -39,6 +40,9 @@ ACTIONS: dict[str, tuple[str, str, str]] = {
     "resume": ("POST", "resume", "take the caller off hold"),
     "transfer": ("POST", "transfer", "blind transfer to a queue or another agent"),
     "hangup": ("POST", "hangup", "hang up the call"),
+    "consult": ("POST", "consult", "consult another agent (the caller on hold)"),
+    "complete": ("POST", "consult-complete", "hand the caller to the agent consulted"),
+    "cancel": ("POST", "consult-cancel", "end the consultation, take the caller back"),
     "status": ("GET", "", "print the agent's status, state and call"),
 }
 
@@ -76,6 +80,8 @@ def add_agent_commands(sub: Any) -> None:
             p.add_argument("--not-ready", metavar="REASON", help="log in not ready")
         elif name == "notready":
             p.add_argument("reason", nargs="?", default="busy", help="default: busy (示忙)")
+        elif name == "consult":
+            p.add_argument("--to-agent", required=True, help="agent id")
         elif name == "transfer":
             target = p.add_mutually_exclusive_group(required=True)
             target.add_argument("--to-queue", help="queue name")
@@ -132,6 +138,8 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
                 body["reason"] = args.reason
             elif args.action == "transfer":
                 body = {"queue": args.to_queue} if args.to_queue else {"agent": args.to_agent}
+            elif args.action == "consult":
+                body = {"agent": args.to_agent}
             url = f"{base}/api/agents/{agent_id}" + (f"/{path}" if path else "")
             result = await _request(session, method, url, token, body if method == "POST" else None)
             print(json.dumps(result, ensure_ascii=False) if args.json else _status_line(result),

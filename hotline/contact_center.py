@@ -100,6 +100,8 @@ KEY_WORDS = {
 }
 MUSIC_PROMPT_ID = "queue.music"
 RECONCILE_SECONDS = 30.0  # the audit of agents' states against the seats' legs
+CONSULT_REASON = "consult"  # the not-ready reason of an agent being consulted
+CONSULT_RING_SECONDS = 30.0  # how long a consulted agent's seat rings
 BUSY_STATES = ("reserved", "on_call", "on_hold")
 
 
@@ -127,6 +129,20 @@ class _Waiting:
     held: bool = False  # the agent put the caller on hold (music; the seat hears silence)
     transfer_to: str | None = None  # the agent transferred the caller (queue or agent id)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # an agent's command arrived
+
+
+@dataclass(eq=False)
+class _Consult:
+    """An agent consulting another agent while their caller is on hold."""
+
+    call_id: str
+    agent_id: str  # who consults
+    target: str  # the agent consulted
+    leg: Channel  # the consulted agent's seat leg
+    previous: tuple[Any, str | None]  # the consulted agent's status and reason before
+    answered: asyncio.Future[bool]  # True: the consulted agent picked up; False: gone
+    unsubscribe: Callable[[], None]
+    task: asyncio.Task[Any] | None = None
 
 
 @dataclass(eq=False)
@@ -371,6 +387,8 @@ class ContactCenter:
                 result = await self._converse(waiting, leg)
             finally:
                 transferred = waiting.transfer_to is not None
+                if agent_id in self._consults_of():  # the call ended while consulting
+                    self._end_consult(agent_id, "call_ended")
                 by = "agent" if leg.hung_up and not channel.hung_up else "caller"
                 self._legs.pop((call_id, agent_id), None)
                 if not transferred:
@@ -554,6 +572,131 @@ class ContactCenter:
         log.info("queue.transfer", call_id=call_id, agent_id=agent_id, target=target)
         self._apply(actions)
         return call_id
+
+    # --- consultative transfer -----------------------------------------------------------------
+    def consult(self, agent_id: str, target: str) -> str:
+        """The agent consults another agent before handing the caller over.
+
+        The caller is put on hold (music), the target agent is set not ready (``consult``) so
+        that the core offers them nothing else, and their seat rings with the consulting
+        agent's id as caller ID; once answered the two agents talk. Then
+        :meth:`complete_consult` hands the caller over (a transfer to the target agent) or
+        :meth:`cancel_consult` takes the caller back. Returns the call id.
+        """
+        waiting = self._talking(agent_id)
+        if agent_id in self._consults_of():
+            raise CallControlError(f"agent {agent_id} is already consulting")
+        if target == agent_id:
+            raise CallControlError(f"agent {agent_id} cannot consult themselves")
+        other = self.agent(target)
+        if not other.available:
+            raise CallControlError(
+                f"agent {target} is not free to consult ({other.status}, {other.state})"
+            )
+        call_id = waiting.channel.call_id
+        seat_leg = self._legs.get((call_id, agent_id))
+        if seat_leg is None:
+            raise CallControlError(f"agent {agent_id} has no seat leg on call {call_id}")
+        if not waiting.held:
+            self.hold(agent_id)
+        previous = (other.status, other.reason)
+        self._apply(self.acd.set_status(target, Status.NOT_READY, CONSULT_REASON, self._now()))
+        try:
+            ring = getattr(getattr(self, "seats", None), "ring", None)
+            leg = (
+                ring(other.seat, caller=agent_id)
+                if ring is not None
+                else self.board.ring_station(other.seat, caller=agent_id)
+            )
+        except (KeyError, ValueError, RuntimeError) as exc:
+            self._restore_status(target, previous)
+            raise CallControlError(f"the seat of agent {target} cannot ring: {exc}") from exc
+        assert self._loop is not None
+        answered = self._loop.create_future()
+
+        def on_event(event: Any) -> None:  # subscribed now: the answer may come at once
+            if event.kind in ("answer", "hangup") and not answered.done():
+                answered.set_result(event.kind == "answer")
+
+        unsubscribe = leg.subscribe(on_event)
+        consult = _Consult(call_id, agent_id, target, leg, previous, answered, unsubscribe)
+        self._consults_of()[agent_id] = consult
+        consult.task = self._loop.create_task(self._run_consult(consult, seat_leg))
+        log.info("queue.consult", call_id=call_id, agent_id=agent_id, target=target)
+        self.bus.publish(
+            "queue.consult", call_id, agent_id=agent_id, target=target, stage="ringing"
+        )
+        return call_id
+
+    async def complete_consult(self, agent_id: str) -> str:
+        """Hand the caller over to the consulted agent: their consultation leg is dropped and
+        their seat rings with the caller (a transfer to that agent: TRANSFER logged, this
+        agent to wrap-up). If the core gave the consulted agent another caller in the same
+        instant, :class:`CallControlError` says so and the caller stays on hold here."""
+        consult = self._end_consult(agent_id, "completed", restore=False, hang_up=False)
+        if not consult.leg.hung_up:
+            await consult.leg.hangup()  # the seat must be free to ring with the caller
+        target = consult.target
+        self._restore_status(target, consult.previous)
+        if not self.agent(target).available:
+            raise CallControlError(
+                f"agent {target} took another call meanwhile; the caller is still on hold"
+            )
+        return self.transfer_call(agent_id, target)
+
+    def cancel_consult(self, agent_id: str) -> str:
+        """Drop the consultation and take the caller back (off hold)."""
+        consult = self._end_consult(agent_id, "cancelled")
+        return self.resume(agent_id) if self._talking(agent_id).held else consult.call_id
+
+    def _consults_of(self) -> dict[str, _Consult]:
+        consults = getattr(self, "_consults", None)
+        if consults is None:
+            consults = self._consults = {}
+        return consults
+
+    def _end_consult(
+        self, agent_id: str, reason: str, *, restore: bool = True, hang_up: bool = True
+    ) -> _Consult:
+        consult = self._consults_of().pop(agent_id, None)
+        if consult is None:
+            raise CallControlError(f"agent {agent_id} is not consulting anyone")
+        consult.unsubscribe()
+        if consult.task is not None and not consult.task.done():
+            consult.task.cancel()
+        if hang_up and not consult.leg.hung_up:
+            self._spawn(consult.leg.hangup())
+        if restore:
+            self._restore_status(consult.target, consult.previous)
+        log.info("queue.consult_ended", call_id=consult.call_id, agent_id=agent_id,
+                 target=consult.target, reason=reason)
+        self.bus.publish("queue.consult", consult.call_id, agent_id=agent_id,
+                         target=consult.target, stage=reason)
+        return consult
+
+    def _restore_status(self, agent_id: str, previous: tuple[Any, str | None]) -> None:
+        agent = self.agent(agent_id)
+        if agent.status is Status.NOT_READY and agent.reason == CONSULT_REASON:
+            status, reason = previous
+            self._apply(self.acd.set_status(agent_id, status, reason, self._now()))
+
+    async def _run_consult(self, consult: _Consult, seat_leg: Channel) -> None:
+        """Ring the consulted seat; once answered, bridge the two agents until one leaves."""
+        try:
+            async with asyncio.timeout(CONSULT_RING_SECONDS):
+                picked_up = await consult.answered
+        except TimeoutError:
+            picked_up = False
+        finally:
+            consult.unsubscribe()
+        if picked_up and not seat_leg.hung_up:
+            self.bus.publish("queue.consult", consult.call_id, agent_id=consult.agent_id,
+                             target=consult.target, stage="talking")
+            await consult.leg.bridge(seat_leg)
+        # the consulted agent hung up or never answered: the caller stays on hold here
+        if self._consults_of().get(consult.agent_id) is consult:
+            consult.task = None
+            self._end_consult(consult.agent_id, "no_answer" if not picked_up else "hung_up")
 
     async def hangup(self, agent_id: str, *, settle: float = 2.0) -> str:
         """The agent hangs up: a connected call ends (by the agent), a ringing one is declined.

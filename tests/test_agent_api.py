@@ -299,3 +299,48 @@ def test_an_agent_logs_in_at_another_seat_and_its_calls_ring_there(api_config: A
     got = with_engine(api_config, body)
     assert (got["moved"]["seat"], got["moved"]["status"]) == ("s3", "ready")
     assert got["on_call"]["state"] == "on_call" and got["on_call"]["call"]["connected"]
+
+
+def test_consultative_transfer_through_the_api(api_config: Any) -> None:
+    async def body(engine: Any) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            zhang, wang = Desk(session, engine.api.url), Desk(session, engine.api.url)
+            await zhang.login("1001", DEMO_AGENT_PASSWORD)
+            await wang.login("1002", DEMO_AGENT_PASSWORD)
+            inbox = Inbox(await wang.websocket())
+            caller = Caller(LocalLine(engine.board.line(1)))
+            await caller.dial("13912345678")
+            await caller.expect("人工服务请按零")
+            await caller.press("0")
+            (await seat_rings(engine, "s1")).off_hook()
+            await caller.expect(f"工号{say('digits', '1001')}为您服务")
+            status, got = await zhang.call("POST", "/api/agents/1001/consult", {"agent": "1009"})
+            assert status == 404
+            status, got = await zhang.call("POST", "/api/agents/1001/consult-complete")
+            assert status == 409 and "not consulting" in got["reason"]
+            status, got = await zhang.call("POST", "/api/agents/1001/consult", {"agent": "1002"})
+            assert status == 200 and got["state"] == "on_hold"
+            consulted = await inbox.expect("state", event="agent_status", reason="consult")
+            await caller.expect("（等待音乐）")
+            seat2 = await seat_rings(engine, "s2")
+            seat2.off_hook()
+            status, wang_status = await wang.call("GET", "/api/agents/1002")
+            status, got = await zhang.call("POST", "/api/agents/1001/consult-complete")
+            assert status == 200 and got["state"] == "wrap_up", got
+            pop = await inbox.expect("screen_pop")
+            seat2 = await seat_rings(engine, "s2")
+            seat2.off_hook()
+            await caller.expect(f"工号{say('digits', '1002')}为您服务")
+            status, on_call = await wang.call("GET", "/api/agents/1002")
+            status, _ = await wang.call("POST", "/api/agents/1002/hangup")
+            await caller.expect("感谢您的来电")
+            await caller.hang_up()
+            await inbox.ws.close()
+        await engine.idle()
+        return {"consulted": consulted, "wang": wang_status, "pop": pop, "on_call": on_call}
+
+    got = with_engine(api_config, body)
+    assert got["consulted"]["now"]["status"] == "not_ready"
+    assert (got["wang"]["status"], got["wang"]["reason"]) == ("not_ready", "consult")
+    assert got["pop"]["agent_id"] == "1002" and got["pop"]["caller"] == "13912345678"
+    assert got["on_call"]["state"] == "on_call" and got["on_call"]["call"]["caller"] == "13912345678"

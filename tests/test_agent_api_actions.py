@@ -185,3 +185,67 @@ def test_transfer_to_a_queue_queues_the_caller_there(acd_config: Any) -> None:
     assert enters == ["general", "fault"]
     completes = [(a, d["queue"]) for k, a, d in events if k == "queue.complete_agent"]
     assert completes == [("1004", "fault")]
+
+
+async def consult_stage(events: list[Any], stage: str, count: int, timeout: float = 10) -> None:
+    """Wait (virtual time, bounded) until ``stage`` has been published ``count`` times."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while sum(1 for k, _, d in events if k == "queue.consult" and d["stage"] == stage) < count:
+        assert loop.time() < deadline, f"no consult stage {stage} x{count}: {events}"
+        await asyncio.sleep(0.02)
+
+
+def test_consultative_transfer_agents_talk_then_cancel_or_complete(acd_config: Any) -> None:
+    async def body(engine: Any) -> dict[str, Any]:
+        events = queue_events(engine)
+        center = engine.contact_center
+        caller, first = await connected_to(engine, "1001", "s1")
+        far_caller = engine.board.line(1).far_end
+        with pytest.raises(CallControlError):
+            center.cancel_consult("1001")  # not consulting
+        center.consult("1001", "1002")
+        got: dict[str, Any] = {"consulted": dict(engine.agent_status("1002"))}
+        await caller.expect("（等待音乐）")
+        second = await seat_rings(engine, "s2")
+        assert second.call.caller == "1001"  # the consulting agent's id as caller ID
+        second.off_hook()
+        await consult_stage(events, "talking", 1)
+        got["second_heard"], got["first_heard"] = await exchange(first, second)
+        center.cancel_consult("1001")  # back to the caller
+        assert await second.wait_for(lambda: second.call.ended is not None, 5)
+        got["after_cancel"] = dict(engine.agent_status("1002"))
+        await asyncio.sleep(0.2)
+        got["agent_heard"], got["caller_heard"] = await exchange(far_caller, first)
+
+        center.consult("1001", "1002")
+        second = await seat_rings(engine, "s2")
+        second.off_hook()  # at once: the consultation must not miss the answer
+        await consult_stage(events, "talking", 2)
+        await center.complete_consult("1001")
+        assert await first.wait_for(lambda: first.call.ended is not None, 5)
+        second = await seat_rings(engine, "s2")  # rings again, now with the caller
+        got["caller_id"] = second.call.caller
+        second.off_hook()
+        await caller.expect(f"工号{say('digits', '1002')}为您服务")
+        got["states"] = {a: engine.agent_status(a)["state"] for a in ("1001", "1002")}
+        await center.hangup("1002")
+        await caller.expect("感谢您的来电")
+        await caller.hang_up()
+        await engine.idle()
+        got["events"] = events
+        return got
+
+    got = with_engine(acd_config, body)
+    assert (got["consulted"]["status"], got["consulted"]["reason"]) == ("not_ready", "consult")
+    assert dominant_hz(got["second_heard"]) == pytest.approx(1000, abs=5)  # agent to agent
+    assert dominant_hz(got["first_heard"]) == pytest.approx(600, abs=5)
+    assert got["after_cancel"]["status"] == "ready"
+    assert dominant_hz(got["agent_heard"]) == pytest.approx(1000, abs=5)  # caller and 1001 again
+    assert dominant_hz(got["caller_heard"]) == pytest.approx(600, abs=5)
+    assert got["caller_id"] == "13912345678"
+    assert got["states"] == {"1001": "wrap_up", "1002": "on_call"}
+    stages = [d["stage"] for k, _, d in got["events"] if k == "queue.consult"]
+    assert stages == ["ringing", "talking", "cancelled", "ringing", "talking", "completed"]
+    transfers = [(a, d["target"]) for k, a, d in got["events"] if k == "queue.transfer"]
+    assert transfers == [("1001", "1002")]

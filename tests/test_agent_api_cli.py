@@ -84,6 +84,10 @@ def test_cli_commands_act_on_the_acd_and_report_errors(api_config: Any) -> None:
         assert code == 1 and "409" in err and "not talking" in err
         code, _, err = await cli(*me, "transfer", "--to-queue", "nowhere")
         assert code == 1 and "404" in err
+        code, _, err = await cli(*me, "consult", "--to-agent", "1001")
+        assert code == 1 and "409" in err  # 1002 is not on a call
+        code, _, err = await cli(*me, "complete")
+        assert code == 1 and "not consulting" in err
         code, _, err = await cli("agent", "--url", url, "--user", "1002", "--password", "wrong-pass", "status")
         assert code == 1 and "401 bad_credentials" in err
         boss = ["agent", "--url", url, "--user", "supervisor", "--password", DEMO_SUPERVISOR_PASSWORD]
