@@ -140,6 +140,7 @@ class Agent:
     status_gen: int = field(default=0, init=False, repr=False)
     wrap_gen: int = field(default=0, init=False, repr=False)
     personal: Lane | None = field(default=None, init=False, repr=False)  # familiar calls
+    lane_ids: list[int] = field(default_factory=list, init=False, repr=False)  # see LaneHeads
     saved_status: tuple[Status, str | None] | None = field(default=None, init=False, repr=False)
     last_wrap: dict[str, Any] | None = field(default=None, init=False, repr=False)
 

@@ -54,8 +54,8 @@ structure              what                                                 cost
                        typed arrays → position by binary search             ends, O(log n)
 ``Acd._fifos``         timers at now + a configured delay: one FIFO per     O(1) + O(log F)
                        delay (sorted by construction); ``_heads``, a heap
-                       of each FIFO's first timer and of the few timers at
-                       arbitrary times (later expert widenings)
+                       of each FIFO's first timer (and of a timer that
+                       would not sort last in its FIFO)
 =====================  ===================================================  ===============
 
 (*) amortised, for an append or a removal at the front; an out-of-order insertion or a removal
@@ -107,7 +107,8 @@ from acd.events import (
     Timeout,
     TransferFailed,
 )
-from acd.queues import Call, Lane, QueueConfig, QueueState, Stage
+from acd.queues import INF as _INF
+from acd.queues import Call, Lane, LaneHeads, QueueConfig, QueueState, Stage
 from acd.strategies import PRIORITY_EPSILON, call_key, expert_threshold
 
 # deadline kinds
@@ -204,13 +205,15 @@ class Acd:
             {REST: ReasonLimit(900.0)} if reason_limits is None else dict(reason_limits)
         )
         self._rng = rng if rng is not None else random.Random(0)
-        # Timers. Most are "now + a configured delay" (ring timeout, wrap-up, max wait,
-        # announcements, callback offer, familiar window, first widening, reason limits): each
-        # distinct delay has a FIFO, which stays sorted because the clock never goes back.
-        # _heads is a heap holding each non-empty FIFO's first entry (a handful of entries,
-        # warm in the cache) and the few timers at arbitrary times (later widenings), instead
-        # of one heap of every timer whose O(log n) sifts read cold entries at every pop.
-        self._fifos: dict[float, deque[tuple]] = {}
+        # Timers are "now + a configured delay" (ring timeout, wrap-up, max wait,
+        # announcements, callback offer, familiar window, widening steps, reason limits): each
+        # distinct delay has a FIFO, which stays sorted because the clock never goes back
+        # (a timer that would not sort last in its FIFO, e.g. a widening step re-armed by a
+        # late tick, goes to the heap on its own). _heads is a heap of each non-empty FIFO's
+        # first entry — a handful of entries, warm in the cache — instead of one heap of every
+        # timer, whose O(log n) sifts read cold entries at every pop.
+        self._lane_heads = LaneHeads()  # the head key of every queue lane
+        self._fifos: dict[float, deque[list]] = {}
         self._heads: list[tuple] = []  # (when, seq, fifo, None) | (when, seq, None, entry)
         self._seq = itertools.count(1)
         self._agent_seq = itertools.count(1)
@@ -235,7 +238,7 @@ class Acd:
         """Add a queue; agents whose skills qualify become its members."""
         if config.name in self.queues or config.name in self.agents:
             raise ValueError(f"queue {config.name!r}: name already used by a queue or agent")
-        q = QueueState(config, self._rng)
+        q = QueueState(config, self._rng, self._lane_heads)
         self.queues[config.name] = q
         for agent in self.agents.values():
             if agent.qualifies(config.skills):
@@ -248,6 +251,9 @@ class Acd:
             raise ValueError(f"queue {name!r} still has {len(q.calls)} calls")
         for agent in q.members.values():
             agent.queues.remove(q)
+            agent.lane_ids = self._lane_ids(agent)
+        for lane in q.lanes:
+            self._lane_heads.release(lane.lid)
         del self.queues[name]
 
     def add_agent(self, agent: Agent) -> None:
@@ -269,11 +275,13 @@ class Acd:
             del q.members[agent.id]
             q.last_offer.pop(agent.id, None)
         agent.queues = []
+        agent.lane_ids = []
         del self.agents[agent_id]
 
     def _join(self, agent: Agent, q: QueueState) -> None:
         q.members[agent.id] = agent
         agent.queues.append(q)
+        agent.lane_ids = self._lane_ids(agent)
         if agent.logged_in:
             q.staffed += 1
         if agent.indexed:
@@ -661,22 +669,26 @@ class Acd:
 
 
     def _after(self, now: float, delay: float, kind: int, target: object, gen: int = 0) -> list:
-        """A timer at ``now + delay`` (appended to the FIFO of that delay); returns its entry
-        ``[when, seq, kind, target, gen]`` (setting the kind to ``_VOID`` cancels it)."""
-        when = now + delay
+        """A timer at ``now + delay``; returns its entry ``[when, seq, kind, target, gen]``
+        (setting the kind to ``_VOID`` cancels it)."""
+        return self._timer(now + delay, delay, kind, target, gen)
+
+    def _timer(self, when: float, fifo_key: float, kind: int, target: object,
+               gen: int = 0) -> list:
+        """A timer at ``when``, appended to the FIFO ``fifo_key`` (timers of one delay) if it
+        sorts last there, which is the rule; else a timer of its own in the heap."""
         entry = [when, next(self._seq), kind, target, gen]
-        fifo = self._fifos.get(delay)
+        fifo = self._fifos.get(fifo_key)
         if fifo is None:
-            fifo = self._fifos[delay] = deque()
+            fifo = self._fifos[fifo_key] = deque()
         if not fifo:
             heapq.heappush(self._heads, (when, entry[1], fifo, None))
-        fifo.append(entry)
+            fifo.append(entry)
+        elif fifo[-1][0] <= when:
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._heads, (when, entry[1], None, entry))
         return entry
-
-    def _at(self, when: float, kind: int, target: object, gen: int = 0) -> None:
-        """A timer at an arbitrary time."""
-        seq = next(self._seq)
-        heapq.heappush(self._heads, (when, seq, None, (when, seq, kind, target, gen)))
 
     @staticmethod
     def _live(kind: int, target, gen: int) -> bool:
@@ -746,6 +758,11 @@ class Acd:
             for q in agent.queues:
                 q.free.discard(agent)
 
+    @staticmethod
+    def _lane_ids(agent: Agent) -> list[int]:
+        """The lanes the agent may take calls from (expert queues: up to its level)."""
+        return [lane.lid for q in agent.queues for lane in q.lanes_for(agent)]
+
     def _dispatch_agent(self, agent: Agent, now: float, actions: list[Action]) -> None:
         """The agent just became free: give them the best call they may take, or index them."""
         personal = agent.personal
@@ -755,21 +772,25 @@ class Acd:
             self._offer(call, [agent], now, actions)
             return
         # The best lane head by (−effective priority, arrival, seq), priorities within
-        # PRIORITY_EPSILON being equal. A lane keeps the calls' static keys
-        # (entered/aging − priority, entered, seq), so −effective priority = k1 − now/aging.
-        best = None
+        # PRIORITY_EPSILON being equal. Lane heads are the calls' static keys
+        # (entered/aging − priority, entered, seq), so −effective priority = k1 − now/aging;
+        # they are read from the LaneHeads arrays, not from the lanes (see LaneHeads).
+        heads = self._lane_heads
+        hk1, hentered, hseq, haging = heads.k1, heads.entered, heads.seq, heads.aging
+        best_lid = -1
         best_score = 0.0
         best_tie = (0.0, 0)
-        for q in agent.queues:
-            aging = q.aging
-            for lane in q.main_lanes if q.expert_skill is None else q.lanes_for(agent):
-                entry = lane.head
-                if entry is None:
-                    continue
-                score = entry[0] - now / aging if aging else entry[0]
-                if best is None or score < best_score - PRIORITY_EPSILON or (
-                        score <= best_score + PRIORITY_EPSILON and entry[1:3] < best_tie):
-                    best, best_score, best_tie = lane.item, score, entry[1:3]
+        for lid in agent.lane_ids:
+            k1 = hk1[lid]
+            if k1 == _INF:
+                continue
+            aging = haging[lid]
+            score = k1 - now / aging if aging else k1
+            if best_lid < 0 or score < best_score - PRIORITY_EPSILON or (
+                    score <= best_score + PRIORITY_EPSILON
+                    and (hentered[lid], hseq[lid]) < best_tie):
+                best_lid, best_score, best_tie = lid, score, (hentered[lid], hseq[lid])
+        best = None if best_lid < 0 else heads.lanes[best_lid].item  # type: ignore[union-attr]
         if best is not None:
             best.lane.leave(best)
             self._offer(best, [agent], now, actions)
@@ -1088,7 +1109,7 @@ class Acd:
                 self._dispatch_call(call, now, actions)
         if threshold > ex.min_level:
             steps = ex.start_level - threshold + 1
-            self._at(call.entered + steps * ex.step_seconds, _WIDEN, call)
+            self._timer(call.entered + steps * ex.step_seconds, ex.step_seconds, _WIDEN, call)
 
     def _on_max_wait(self, call: Call, now: float, actions: list[Action]) -> None:
         if call.stage is _RINGING:

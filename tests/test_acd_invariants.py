@@ -454,6 +454,7 @@ def check(h: Harness) -> None:
         else:
             assert call is None
         assert agent.indexed == agent.available, agent.id
+        assert agent.lane_ids == [lane.lid for q in agent.queues for lane in q.lanes_for(agent)]
         if agent.status is not Status.READY and agent.personal is not None:
             assert agent.personal.live == 0
     assert all(n == 1 for n in on_calls.values())
@@ -474,6 +475,12 @@ def check(h: Harness) -> None:
             assert list(lane.k1s) == [e[0] for e in lane.items]
             assert lane.item is (entries[0][-1] if entries else None)
             assert all(e[-1].lane is lane for e in entries)
+            if lane.lid >= 0:  # the head published for routing
+                heads = acd._lane_heads
+                assert heads.lanes[lane.lid] is lane
+                assert heads.k1[lane.lid] == (entries[0][0] if entries else float("inf"))
+                if entries:
+                    assert (heads.entered[lane.lid], heads.seq[lane.lid]) == entries[0][1:3]
         if q.strategy is not Strategy.RANDOM:
             live = q.free.live_entries()
             assert q.free.item is (live[0][-1] if live else None)
