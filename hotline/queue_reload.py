@@ -91,7 +91,11 @@ class QueueReloader:
             return self.last_report
         if self.stations is not None:
             stations = set(self.stations())
-            definition.agents = {a: s for a, s in definition.agents.items() if s.seat in stations}
+            definition.agents = {
+                a: s
+                for a, s in definition.agents.items()
+                if s.seat in stations or s.seat.startswith("sip:")  # SIP seats are kept
+            }
         applied: list[str] = []
         deferred: list[str] = []
         self._swap_queues(definition, applied, deferred)

@@ -475,3 +475,16 @@ def test_a_seat_behind_nat_is_rung_at_the_address_its_register_came_from(
     # the Request-URI is the registered Contact; the datagrams went to the REGISTER's source
     assert got["invite"].uri == f"sip:1001@10.20.30.40:{got['port']}"
     assert got["methods"] == ["INVITE", "ACK", "BYE"]
+
+
+def test_a_hot_reload_keeps_agents_at_sip_seats(seat_config: Any) -> None:
+    async def body(engine: Any) -> Any:
+        queues = Path(seat_config.acd.queues_dir)
+        general = (queues / "general.yaml").read_text(encoding="utf-8")
+        (queues / "general.yaml").write_text(general.replace("wrap_up: 10", "wrap_up: 12"))
+        report = engine.queue_reloader.reload()
+        return report, "1001" in engine.contact_center.acd.agents
+
+    report, present = with_engine(seat_config, body)
+    assert report.swapped and present
+    assert not [line for line in (*report.applied, *report.deferred) if "agent 1001" in line]
