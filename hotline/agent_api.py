@@ -429,7 +429,8 @@ class AgentApi:
 
     def _on_queue_event(self, event: Event) -> None:
         agent_id = event.data.get("agent_id")
-        desktops = [d for d in self._desktops if d.wants(agent_id)]
+        consulted = event.data.get("target") if event.kind == "queue.consult" else None
+        desktops = [d for d in self._desktops if d.wants(agent_id) or d.wants(consulted)]
         if not desktops:
             return
         if event.kind == "queue.screen_pop":

@@ -679,6 +679,9 @@ class ContactCenter:
         if agent.status is Status.NOT_READY and agent.reason == CONSULT_REASON:
             status, reason = previous
             self._apply(self.acd.set_status(agent_id, status, reason, self._now()))
+        elif agent.saved_status is not None and agent.saved_status[1] == CONSULT_REASON:
+            # the seat's phone went away meanwhile: come back to the status before the consult
+            agent.saved_status = previous
 
     async def _run_consult(self, consult: _Consult, seat_leg: Channel) -> None:
         """Ring the consulted seat; once answered, bridge the two agents until one leaves."""

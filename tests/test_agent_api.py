@@ -321,6 +321,7 @@ def test_consultative_transfer_through_the_api(api_config: Any) -> None:
             status, got = await zhang.call("POST", "/api/agents/1001/consult", {"agent": "1002"})
             assert status == 200 and got["state"] == "on_hold"
             consulted = await inbox.expect("state", event="agent_status", reason="consult")
+            await inbox.expect("call", event="consult", stage="ringing", target="1002")
             await caller.expect("（等待音乐）")
             seat2 = await seat_rings(engine, "s2")
             seat2.off_hook()

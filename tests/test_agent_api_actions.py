@@ -249,3 +249,35 @@ def test_consultative_transfer_agents_talk_then_cancel_or_complete(acd_config: A
     assert stages == ["ringing", "talking", "cancelled", "ringing", "talking", "completed"]
     transfers = [(a, d["target"]) for k, a, d in got["events"] if k == "queue.transfer"]
     assert transfers == [("1001", "1002")]
+
+
+def test_a_consulted_agent_whose_phone_goes_away_comes_back_ready(acd_config: Any) -> None:
+    async def body(engine: Any) -> dict[str, Any]:
+        events = queue_events(engine)
+        center = engine.contact_center
+        caller, first = await connected_to(engine, "1001", "s1")
+        center.consult("1001", "1002")
+        second = await seat_rings(engine, "s2")
+        second.off_hook()
+        await consult_stage(events, "talking", 1)
+        engine.board.set_in_service("s2", False)  # the consulted agent's phone is unplugged
+        await consult_stage(events, "hung_up", 1)
+        gone = dict(engine.agent_status("1002"))
+        held = dict(engine.agent_status("1001"))
+        engine.board.set_in_service("s2", True)
+        back = dict(engine.agent_status("1002"))
+        center.resume("1001")
+        await asyncio.sleep(0.2)
+        heard = await exchange(engine.board.line(1).far_end, first)
+        await center.hangup("1001")
+        await caller.hang_up()
+        await engine.idle()
+        return {"gone": gone, "held": held, "back": back, "heard": heard}
+
+    got = with_engine(acd_config, body)
+    assert (got["gone"]["status"], got["gone"]["reason"]) == ("not_ready", "unregistered")
+    assert got["held"]["state"] == "on_hold"  # the caller stays on hold with the first agent
+    assert (got["back"]["status"], got["back"]["reason"]) == ("ready", None)
+    agent_heard, caller_heard = got["heard"]
+    assert dominant_hz(agent_heard) == pytest.approx(1000, abs=5)
+    assert dominant_hz(caller_heard) == pytest.approx(600, abs=5)
