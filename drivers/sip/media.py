@@ -1,23 +1,39 @@
-"""The SIP driver's RTP media plane: one socket per call, every stream on one shared 20 ms tick.
+"""The SIP driver's RTP media plane: one socket per call, every stream on one shared clock.
 
 :class:`MediaPlane` binds each answered call an RTP port (from ``port_min``–``port_max``, or
 any port the OS gives when both are 0) and drives all streams from a single
-:class:`~drivers.clock.MediaClock` — no task per stream. Each tick, for every stream:
+:class:`~drivers.clock.MediaClock` — no task per stream. The clock ticks every 5 ms on
+absolute deadlines; each stream belongs to one of four groups and is served every 20 ms on its
+group's phase, so one phase sends a quarter of the packets and every packet leaves within a
+few ms of its deadline even with hundreds of calls. On its phase, for every stream of the group:
 
-- the channel's running operation gives the engine's 20 ms frame (``frame_out``); a cached
-  prompt is sent from its pre-encoded G.711 (``Playable.encoded``), anything else is encoded
-  now; with nothing to play, G.711 silence keeps the stream (and NAT bindings) alive;
-- the caller's next buffered frame (a plain FIFO, no jitter buffer yet) goes to the voice
-  activity detector, to the in-band DTMF detector when no telephone-event was negotiated,
-  to the operation when it wants audio (record), and with the engine's frame to the call's
-  stereo recording (caller left, engine right).
+- the packets made one frame ago are sent first, in one tight loop;
+- the channel's running operation gives the engine's next 20 ms frame (``frame_out``); a
+  prompt is sent from its pre-encoded G.711 (``Playable.encoded``; a read-out composed for the
+  call is encoded whole once), with nothing to play G.711 silence keeps the stream (and NAT
+  bindings) alive; the RTP packet for it is made now and sent on the next phase of the group;
+- the caller's next buffered frame (a plain FIFO of G.711 payloads, no jitter buffer yet) is
+  taken.
+
+After the fourth phase the frame is complete for all streams, and the rest is done once for
+all of them with numpy: both directions are decoded in one pass, the caller's audio goes to
+the voice activity detector, to the in-band DTMF detector when some call has no
+telephone-event, to the operation when it wants audio (record), and with the engine's audio
+(as sent, decoded) into a ring of the last 0.5 s of every call's stereo recording (caller
+left, engine right), which each call writes to its file in one piece twice a second, on its
+own turn, and at its end.
 
 RTP is symmetric: packets go to the address of the SDP offer until the caller's first packet
 arrives, then to where it came from; packets from any other source are dropped (counted in
-``foreign_packets``), so a stray sender cannot take a call's audio over. RFC 4733 digits are
-decoded by :class:`~drivers.sip.rtp.TelephoneEventReceiver` as packets arrive. The in-band
-detector and VAD are vectorized over ``capacity`` slots; the plane doubles them (forgetting
-partial tones) when calls outgrow it.
+``foreign_packets``), so a stray sender cannot take a call's audio over. Plain audio packets
+take a fast path (no header parsing beyond the first two octets); RFC 4733 digits are decoded
+by :class:`~drivers.sip.rtp.TelephoneEventReceiver` as packets arrive. The in-band detector
+and VAD are vectorized over ``capacity`` slots; the plane doubles them (forgetting partial
+tones) when calls outgrow it.
+
+Minimal RTCP (:mod:`drivers.sip.rtcp`): each stream also binds RTP port + 1 (when free) and
+sends a sender report with its CNAME there about every 5 s; RTCP arriving is checked, counted
+(``rtcp_in``, ``rtcp_bad``) and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +51,7 @@ import numpy as np
 import structlog
 
 from drivers.channel import FRAME_SAMPLES
-from drivers.clock import MediaClock
+from drivers.clock import FRAME_SECONDS, MediaClock
 from drivers.media.dtmf import DtmfDetector
 from drivers.media.g711 import (
     ALAW_SILENCE,
@@ -46,11 +63,15 @@ from drivers.media.g711 import (
 )
 from drivers.media.recorder import CallRecorder
 from drivers.media.vad import VoiceActivityDetector
+from drivers.sip.rtcp import RtcpError, RtcpSchedule, parse_compound, sender_report
 from drivers.sip.rtp import RtpError, RtpPacket, RtpSender, TelephoneEventReceiver
 from drivers.sip.sdp import MediaPlan
 
 log = structlog.get_logger(__name__)
 
+PHASES = 4  # groups of streams, each sending on its own 5 ms phase of the 20 ms frame
+RTCP_CHECK_FRAMES = 50  # frames (1 s) between looks for streams due an RTCP report
+RECORD_RING = 25  # frames (0.5 s) of each stream's recording kept before one write
 EVENT_TIMEOUT = 0.25  # s without packets before a telephone-event without its end is closed
 INBOUND_FRAMES = 10  # frames kept from the caller; older ones are dropped
 
@@ -76,6 +97,14 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             log.exception("rtp.receive_failed", call_id=self.stream.channel.call_id)
 
 
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    stream: RtpStream | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.stream is not None:
+            self.stream.rtcp_received(data, addr)
+
+
 class RtpStream:
     """The media of one call: its socket, sender, receivers, inbound frames and recording."""
 
@@ -88,7 +117,7 @@ class RtpStream:
         self.remote: tuple[str, int] | None = None
         self.sender: RtpSender | None = None
         self.events: TelephoneEventReceiver | None = None
-        self.inbound: deque[np.ndarray] = deque(maxlen=INBOUND_FRAMES)
+        self.inbound: deque[bytes] = deque(maxlen=INBOUND_FRAMES)  # G.711 payloads
         self.slot = -1
         self.recorder: CallRecorder | None = None
         self.last_event_at = 0.0
@@ -100,11 +129,25 @@ class RtpStream:
         self._decode: Any = ulaw_decode
         self._silence_code = ULAW_SILENCE
         self._silence = bytes([ULAW_SILENCE]) * FRAME_SAMPLES
+        self._encoding = "pcmu"
+        self._audio_pt = -1
+        self.sending = False  # a plan that sends, and the stream not closed
+        self.group = 0  # the phase of the media clock the stream sends on
+        self.rec_pending = 0  # frames of its recording in the plane's ring, not yet written
+        self.rtcp: Any = None  # the RTCP socket on port + 1, when that port could be bound
+        self.rtcp_remote: tuple[str, int] | None = None
+        self.rtcp_schedule: RtcpSchedule | None = None
+        self.rtcp_in = 0  # valid compound RTCP packets received (and ignored)
+        self.rtcp_bad = 0  # malformed datagrams on the RTCP port
+        self.rtcp_sent = 0
 
     def configure(self, plan: MediaPlan) -> None:
         self.plan = plan
         self._encode, self._decode, self._silence_code = _CODECS[plan.encoding]
         self._silence = bytes([self._silence_code]) * FRAME_SAMPLES
+        self._encoding = plan.encoding
+        self._audio_pt = plan.payload_type
+        self.sending = plan.direction.sends
         self.remote = (plan.remote_address, plan.remote_port)
         self.sender = RtpSender(
             ssrc=secrets.randbits(32),
@@ -131,10 +174,43 @@ class RtpStream:
         ):
             self.configure(plan)
         self.plan = plan
+        self.sending = plan.direction.sends
         if self.latched is not None:
             self.remote = self.latched
         else:
             self.remote = (plan.remote_address, plan.remote_port)
+
+    def rtcp_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Incoming RTCP is checked and counted, nothing else: it changes nothing in a call."""
+        try:
+            parse_compound(data)
+        except RtcpError:
+            self.rtcp_bad += 1
+            return
+        self.rtcp_in += 1
+        if self.rtcp_remote is None or self.latched is None or addr[0] == self.latched[0]:
+            self.rtcp_remote = addr  # symmetric: report to where the caller's RTCP comes from
+
+    def send_report(self, unix_time: float) -> None:
+        """One sender report (SR + SDES CNAME) to the caller's RTCP address."""
+        sender = self.sender
+        if self.rtcp is None or sender is None:
+            return
+        remote = self.rtcp_remote
+        if remote is None and self.remote is not None:
+            remote = (self.remote[0], self.remote[1] + 1)  # RFC 3550 §11: RTP port + 1
+        if remote is None:
+            return
+        report = sender_report(
+            ssrc=sender.ssrc,
+            unix_time=unix_time,
+            rtp_timestamp=sender.timestamp,
+            packets=sender.packets,
+            octets=sender.octets,
+            cname=f"hotline@{self.plane.host}",
+        )
+        self.rtcp.sendto(report, remote)
+        self.rtcp_sent += 1
 
     @property
     def in_band_dtmf(self) -> bool:
@@ -142,6 +218,17 @@ class RtpStream:
 
     def received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.plan is None:
+            return
+        # fast path: a plain audio packet (version 2, no padding, CSRC or extension)
+        if (
+            addr == self.latched
+            and len(data) > 12
+            and data[0] == 0x80
+            and data[1] & 0x7F == self._audio_pt
+        ):
+            self.packets_in += 1
+            self.plane.packets_in += 1
+            self.inbound.append(data[12:])  # decoded with all streams' frames at the tick
             return
         try:
             packet = RtpPacket.parse(data)
@@ -153,6 +240,7 @@ class RtpStream:
             self.foreign_packets += 1  # another source: dropped, it cannot take the stream over
             return
         self.packets_in += 1
+        self.plane.packets_in += 1
         if self.events is not None and packet.payload_type == self.events.payload_type:
             self.last_event_at = self.plane.now()
             try:
@@ -163,27 +251,45 @@ class RtpStream:
                 if event.kind == "start":
                     self.channel.digit_detected(event.digit)
         elif packet.payload_type == self.plan.payload_type and packet.payload:
-            self.inbound.append(self._decode(packet.payload))
+            self.inbound.append(packet.payload)
 
-    def frame_out(self) -> tuple[np.ndarray | None, bytes]:
-        """The engine's next frame as PCM (None: silence) and as the codec's bytes."""
+    def frame_out(self) -> bytes:
+        """The engine's next 20 ms frame in the codec's bytes (silence with nothing to play).
+
+        A cached prompt is sliced from its pre-encoded bytes; anything else is encoded now.
+        """
         op = self.channel.operation
         if op is None:
-            return None, self._silence
+            return self._silence
         items = getattr(op, "items", None)
-        before = (getattr(op, "index", 0), getattr(op, "pos", 0))
+        if items is None:
+            pcm = op.frame_out()
+            return self._silence if pcm is None else self._encode(pcm).tobytes()
+        index, pos = op.index, op.pos
         pcm = op.frame_out()
         if pcm is None:
-            return None, self._silence
-        if items is not None and before[0] < len(items):
-            item = items[before[0]]
-            encoded = item.encoded.get(self.plan.encoding if self.plan else "")
-            if encoded and before[1] < len(item.samples) and len(encoded) == len(item.samples):
-                chunk = encoded[before[1] : before[1] + FRAME_SAMPLES]
-                if len(chunk) == len(item.samples[before[1] : before[1] + FRAME_SAMPLES]):
-                    pad = FRAME_SAMPLES - len(chunk)
-                    return pcm, chunk + bytes([self._silence_code]) * pad
-        return pcm, self._encode(pcm).tobytes()
+            return self._silence
+        if index < len(items):
+            item = items[index]
+            encoded = item.encoded.get(self._encoding)
+            if encoded is None and pos == 0 and len(item.samples):
+                # not pre-encoded (a read-out composed for this call): encode it whole, once
+                encoded = item.encoded[self._encoding] = self._encode(item.samples).tobytes()
+            if encoded and pos < len(encoded) and len(encoded) == len(item.samples):
+                chunk = encoded[pos : pos + FRAME_SAMPLES]
+                if len(chunk) < FRAME_SAMPLES:
+                    chunk += bytes([self._silence_code]) * (FRAME_SAMPLES - len(chunk))
+                return chunk
+        return self._encode(pcm).tobytes()
+
+    def next_inbound(self) -> bytes | None:
+        """The caller's next buffered frame as exactly 160 codec bytes, if any."""
+        if not self.inbound:
+            return None
+        payload = self.inbound.popleft()
+        if len(payload) != FRAME_SAMPLES:  # another packet time: cut or pad to 20 ms
+            payload = payload[:FRAME_SAMPLES].ljust(FRAME_SAMPLES, bytes([self._silence_code]))
+        return payload
 
     def expire_event(self, now: float) -> None:
         if self.events is not None and self.events.active_digit is not None:
@@ -214,7 +320,7 @@ class MediaPlane:
         self.on_event = on_event or (lambda *_a, **_k: None)
         self.wall_clock = wall_clock or (lambda: dt.datetime.now(dt.UTC))
         self.streams: list[RtpStream] = []
-        self.clock = MediaClock(self._tick)
+        self.clock = MediaClock(self._tick, period=FRAME_SECONDS / PHASES)
         self._capacity = capacity
         self._free_slots = list(range(capacity))[::-1]
         self._dtmf = DtmfDetector(capacity)
@@ -222,6 +328,17 @@ class MediaPlane:
         self._inbound = np.zeros((capacity, FRAME_SAMPLES), dtype=np.int16)
         self._ports_in_use: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.packets_in = 0  # RTP packets received / sent on all streams
+        self.packets_out = 0
+        self.last_sent_at = 0.0  # time.monotonic() when the last phase's packets were sent
+        self._groups: list[list[RtpStream]] = [[] for _ in range(PHASES)]
+        self._ready: list[list[tuple[RtpStream, list[bytes]]]] = [[] for _ in range(PHASES)]
+        self._cycle: list[RtpStream] = []  # streams done in this 20 ms frame so far
+        self._payloads: list[bytes] = []  # ... what the engine sends them
+        self._heard: list[bytes] = []  # ... the caller's frames
+        self._missing: list[int] = []  # ... rows without a caller frame
+        self._rec_ring = np.zeros((capacity, RECORD_RING, FRAME_SAMPLES, 2), dtype="<i2")
+        self._rec_frames = 0
 
     def now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0
@@ -246,11 +363,27 @@ class MediaPlane:
             bound = transport.get_extra_info("sockname")[1]
             stream = RtpStream(self, channel, transport, bound)
             protocol.stream = stream
+            await self._open_rtcp(stream)
             break
         if stream is None:
             raise MediaError(f"no free RTP port in {self.port_min}-{self.port_max}")
         self._ports_in_use.add(stream.port)
         return stream
+
+    async def _open_rtcp(self, stream: RtpStream) -> None:
+        """Bind RTP port + 1 for the stream's RTCP; without it the call goes on without RTCP."""
+        assert self._loop is not None
+        if stream.port + 1 > 65535:
+            return
+        try:
+            transport, protocol = await self._loop.create_datagram_endpoint(
+                _RtcpProtocol, local_addr=(self.host, stream.port + 1)
+            )
+        except OSError as exc:
+            log.debug("rtcp.port_busy", port=stream.port + 1, error=str(exc))
+            return
+        protocol.stream = stream
+        stream.rtcp = transport
 
     def start(self, stream: RtpStream, plan: MediaPlan, *, record: bool = True) -> None:
         """Start sending and receiving; ``record=False`` for a leg another leg records
@@ -267,16 +400,25 @@ class MediaPlane:
             stream.recorder = CallRecorder(path)
             self.on_event("recording.started", stream.channel.call_id, path=str(path))
         self.streams.append(stream)
+        stream.rec_pending = 0
+        stream.rtcp_schedule = RtcpSchedule(self.now())
+        stream.group = min(range(PHASES), key=lambda g: len(self._groups[g]))
+        self._groups[stream.group].append(stream)
         if not self.clock.running:
             self.clock.start()
 
     def close(self, stream: RtpStream) -> None:
         """Stop the stream, free its port and slot, finish its recording. Idempotent."""
+        stream.sending = False
         if stream in self.streams:
             self.streams.remove(stream)
+            self._groups[stream.group].remove(stream)
+            self._flush_recording(stream)
             self._free_slots.append(stream.slot)
         self._ports_in_use.discard(stream.port)
         stream.transport.close()
+        if stream.rtcp is not None:
+            stream.rtcp.close()
         recorder, stream.recorder = stream.recorder, None
         if recorder is not None:
             finished = recorder.finish()
@@ -296,50 +438,134 @@ class MediaPlane:
         self._dtmf = DtmfDetector(self._capacity)
         self._vad = VoiceActivityDetector(self._capacity)
         self._inbound = np.zeros((self._capacity, FRAME_SAMPLES), dtype=np.int16)
+        ring = np.zeros((self._capacity, *self._rec_ring.shape[1:]), dtype="<i2")
+        ring[:old] = self._rec_ring  # frames not yet on disk stay
+        self._rec_ring = ring
 
-    # --- the 20 ms tick ------------------------------------------------------------------
-    def _tick(self, _n: int) -> None:
-        streams = list(self.streams)
-        if not streams:
-            return
+    # --- the shared media clock: four 5 ms phases of the 20 ms frame ----------------------
+    def _tick(self, n: int) -> None:
+        """One phase: send this group's packets (made one frame ago), make its next ones.
+
+        Every stream belongs to one of :data:`PHASES` groups and sends every 20 ms on its
+        group's phase of the clock, so a phase sends a quarter of the packets and each leaves
+        within a few ms of its deadline; packets are made one frame ahead so the sending loop
+        does nothing else (one frame, 20 ms, more audio delay than sending as they are made).
+        The caller's frames taken in the four phases are decoded, run through VAD and the
+        in-band DTMF detector, handed to the operations and recorded together in the last.
+        """
+        phase = n % PHASES
+        group = self._groups[phase]
+        out = 0
+        for stream, packets in self._ready[phase]:
+            if stream.sending:  # not closed or put on hold since
+                sendto, remote = stream.transport.sendto, stream.remote
+                for packet in packets:
+                    sendto(packet, remote)
+                out += len(packets)
+        self.packets_out += out
+        self.last_sent_at = time.monotonic()
+        ready: list[tuple[RtpStream, list[bytes]]] = []
+        self._ready[phase] = ready
         now = self.now()
-        inbound = self._inbound
-        inbound[:] = 0
-        engine_frames: list[np.ndarray | None] = []
-        for stream in streams:
+        cycle, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
+        for stream in group:
             try:
-                pcm, payload = stream.frame_out()
+                payload = stream.frame_out()
             except Exception:
                 log.exception("rtp.frame_out_failed", call_id=stream.channel.call_id)
-                pcm, payload = None, stream._silence
-            engine_frames.append(pcm)
-            assert stream.sender is not None
-            if (
-                stream.remote is not None
-                and stream.plan is not None
-                and stream.plan.direction.sends
-            ):
-                for packet in stream.sender.tick(payload):
-                    stream.transport.sendto(packet, stream.remote)
-                    stream.packets_out += 1
+                payload = stream._silence
+            sender = stream.sender
+            assert sender is not None
+            if stream.sending:
+                ready.append((stream, sender.tick(payload)))
             else:  # on hold: nothing is sent, the RTP timestamps keep time
-                stream.sender.tick(None)
-            if stream.inbound:
-                inbound[stream.slot] = stream.inbound.popleft()
-            stream.expire_event(now)
+                sender.tick(None)
+            frame = stream.next_inbound()
+            if frame is None:
+                missing.append(len(cycle))
+                frame = stream._silence
+            cycle.append(stream)
+            payloads.append(payload)
+            heard.append(frame)
+            events = stream.events
+            if events is not None and events.active_digit is not None:
+                if now - stream.last_event_at > EVENT_TIMEOUT:
+                    events.expire()
+        if phase == PHASES - 1:
+            self._frame_done()
+
+    def _frame_done(self) -> None:
+        """The 20 ms frame of every stream is in: detectors, operations, recordings."""
+        streams, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
+        self._cycle, self._payloads, self._heard, self._missing = [], [], [], []
+        if not streams:
+            return
+        engine_pcm = self._decode(payloads, streams)
+        caller_pcm = self._decode(heard, streams)
+        if missing:
+            caller_pcm[missing] = 0
+        slots = [stream.slot for stream in streams]
+        inbound = self._inbound
+        inbound[:] = 0
+        inbound[slots] = caller_pcm
         voiced = self._vad.feed(inbound)
-        digits = self._dtmf.feed(inbound) if any(s.in_band_dtmf for s in streams) else []
-        silence = np.zeros(FRAME_SAMPLES, dtype=np.int16)
-        for stream, pcm in zip(streams, engine_frames, strict=True):
-            frame_in = inbound[stream.slot]
+        digits = self._dtmf.feed(inbound) if any(s.events is None for s in streams) else []
+        pos = self._rec_frames % RECORD_RING
+        self._rec_frames += 1
+        if self._rec_frames % RTCP_CHECK_FRAMES == 0:
+            self._send_reports()
+        recorded = [row for row, s in enumerate(streams) if s.recorder is not None]
+        if recorded:
+            ring = self._rec_ring
+            rows = [slots[row] for row in recorded]
+            ring[rows, pos, :, 0] = caller_pcm[recorded]
+            ring[rows, pos, :, 1] = engine_pcm[recorded]
+        for row, stream in enumerate(streams):
             op = stream.channel.operation
             if op is not None and op.wants_audio:
-                op.frame_in(frame_in, bool(voiced[stream.slot]))
+                op.frame_in(caller_pcm[row], bool(voiced[stream.slot]))
             if stream.recorder is not None:
-                stream.recorder.write(frame_in, pcm if pcm is not None else silence)
+                stream.rec_pending += 1
+                if stream.slot % RECORD_RING == pos:  # each stream's turn once per ring
+                    self._flush_recording(stream)
         if digits:
             by_slot = {s.slot: s for s in streams if s.in_band_dtmf}
             for event in digits:
                 stream = by_slot.get(event.channel)
                 if stream is not None and event.kind == "start":
                     stream.channel.digit_detected(event.digit)
+
+    def _send_reports(self) -> None:
+        """RTCP sender reports of the streams whose turn it is (about every 5 s each)."""
+        now = self.now()
+        unix_time = self.wall_clock().timestamp()
+        for stream in self.streams:
+            schedule = stream.rtcp_schedule
+            if stream.rtcp is not None and stream.sending and schedule and schedule.due(now):
+                try:
+                    stream.send_report(unix_time)
+                except Exception:  # a report that cannot go out must not stop the media
+                    log.exception("rtcp.send_failed", call_id=stream.channel.call_id)
+
+    def _flush_recording(self, stream: RtpStream) -> None:
+        """Append the stream's frames waiting in the ring to its recording file."""
+        pending, stream.rec_pending = stream.rec_pending, 0
+        if pending == 0 or stream.recorder is None:
+            return
+        end = (self._rec_frames - 1) % RECORD_RING + 1  # after the last frame written
+        start = end - pending
+        ring = self._rec_ring[stream.slot]
+        if start < 0:
+            stream.recorder.write_interleaved(ring[start % RECORD_RING :].tobytes())
+            start = 0
+        stream.recorder.write_interleaved(ring[start:end].tobytes())
+
+    @staticmethod
+    def _decode(frames: list[bytes], streams: list[RtpStream]) -> np.ndarray:
+        """One 160-byte G.711 frame per stream → an (n, 160) int16 array, in one pass."""
+        codes = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), -1)
+        pcm = ulaw_decode(codes)
+        alaw = [row for row, s in enumerate(streams) if s._encoding == "pcma"]
+        if alaw:
+            pcm[alaw] = alaw_decode(codes[alaw])
+        return pcm

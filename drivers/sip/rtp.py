@@ -249,6 +249,8 @@ class RtpSender:
     timestamp: int = 0  # of the next frame
     event_payload_type: int | None = None
     samples_per_tick: int = FRAME_SAMPLES
+    packets: int = 0  # sent so far, and their payload octets (for RTCP sender reports)
+    octets: int = 0
     _marker_next: bool = True
     _digits: deque[_PendingDigit] = field(default_factory=deque)
 
@@ -275,14 +277,21 @@ class RtpSender:
         """
         if self._digits:
             packets = [self._event_packet(self._digits[0])]
-        elif frame is None:
-            packets = []
+            self.timestamp = (self.timestamp + self.samples_per_tick) & 0xFFFFFFFF
+            return packets
+        timestamp = self.timestamp
+        self.timestamp = (timestamp + self.samples_per_tick) & 0xFFFFFFFF
+        if frame is None:
             self._marker_next = True
-        else:
-            packets = [self._packet(self.payload_type, self.timestamp, frame, self._marker_next)]
-            self._marker_next = False
-        self.timestamp = (self.timestamp + self.samples_per_tick) & 0xFFFFFFFF
-        return packets
+            return []
+        # the audio packet, packed here directly: this runs for every stream every 20 ms
+        sequence = self.sequence
+        self.sequence = (sequence + 1) & 0xFFFF
+        second = self.payload_type | 0x80 if self._marker_next else self.payload_type
+        self._marker_next = False
+        self.packets += 1
+        self.octets += len(frame)
+        return [HEADER.pack(0x80, second, sequence, timestamp, self.ssrc) + frame]
 
     def _event_packet(self, digit: _PendingDigit) -> bytes:
         assert self.event_payload_type is not None
@@ -303,4 +312,6 @@ class RtpSender:
     def _packet(self, payload_type: int, timestamp: int, payload: bytes, marker: bool) -> bytes:
         packet = RtpPacket(payload_type, self.sequence, timestamp, self.ssrc, payload, marker)
         self.sequence = (self.sequence + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
         return bytes(packet)
