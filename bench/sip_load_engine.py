@@ -1,0 +1,211 @@
+"""The engine side of the SIP load benchmark: one engine process, measured from inside.
+
+Started by ``bench/sip_load.py`` (not meant to be run by hand): it starts the engine on the
+given scratch folder with SIP on a free port of 127.0.0.1 (board and control socket off, the
+INVITE rate limit raised, ``sip.answer_after`` as given), pins itself to one CPU, prints one
+JSON line ``{"port": …, "pid": …}`` on stdout and then obeys one-word commands on stdin:
+
+- ``mark``: start measuring (CPU time, media tick lateness and cost, RTP send lateness);
+- ``report``: print one JSON line with the figures since ``mark``;
+- ``stop``: let the running calls finish (at most 30 s), stop the engine, print the final
+  JSON line (recordings on disk) and exit.
+
+RTP send lateness is measured per tick of the media clock (every 5 ms; each tick sends the
+packets of a quarter of the streams) as the time from the tick's deadline to the moment its
+last RTP packet was handed to the socket — the worst packet of the tick. The
+deadline and the clock are the loop's (``CLOCK_MONOTONIC``), compared with ``time.monotonic()``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import cProfile  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.clock import new_loop  # noqa: E402
+from hotline.config import load_config  # noqa: E402
+from hotline.engine import Engine  # noqa: E402
+from hotline.logs import configure_logging  # noqa: E402
+
+MAX_SAMPLES = 200_000  # ticks kept per figure (over an hour at 50 ticks/s)
+
+
+class Meter:
+    """Wraps the media plane's tick to time it; figures since :meth:`mark`."""
+
+    def __init__(self, media) -> None:  # noqa: ANN001
+        self.media = media
+        self.clock = media.clock
+        self.tick = self.clock._on_tick
+        self.clock._on_tick = self._timed
+        self.late = np.zeros(MAX_SAMPLES)
+        self.send_late = np.zeros(MAX_SAMPLES)
+        self.cost = np.zeros(MAX_SAMPLES)
+        self.n = 0
+        self.max_streams = 0
+        self.cpu0 = self.wall0 = 0.0
+        self.resyncs0 = 0
+        self.packets0 = (0, 0)
+
+    def mark(self) -> None:
+        self.n = 0
+        self.max_streams = 0
+        self.cpu0, self.wall0 = time.process_time(), time.monotonic()
+        self.resyncs0 = self.clock.resyncs
+        self.packets0 = (self.media.packets_in, self.media.packets_out)
+
+    def _timed(self, n: int) -> None:
+        clock = self.clock
+        deadline = clock._start + clock.ticks * clock.period
+        t0 = time.monotonic()
+        self.tick(n)
+        t1 = time.monotonic()
+        i = self.n
+        if i < MAX_SAMPLES:
+            self.late[i] = t0 - deadline
+            sent = self.media.last_sent_at or t1
+            self.send_late[i] = sent - deadline
+            self.cost[i] = t1 - t0
+            self.n = i + 1
+        streams = len(self.media.streams)
+        if streams > self.max_streams:
+            self.max_streams = streams
+
+    def report(self) -> dict:
+        n = self.n
+        wall = time.monotonic() - self.wall0
+        cpu = time.process_time() - self.cpu0
+
+        def pct(values: np.ndarray) -> dict:
+            if n == 0:
+                return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+            v = values[:n] * 1000
+            return {
+                "p50": round(float(np.percentile(v, 50)), 2),
+                "p99": round(float(np.percentile(v, 99)), 2),
+                "max": round(float(v.max()), 2),
+            }
+
+        send = self.send_late[:n]
+        return {
+            "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2),
+            "cpu_pct": round(100 * cpu / wall, 1) if wall else 0.0,
+            "ticks": n,
+            "tick_late_ms": pct(self.late),
+            "send_late_ms": pct(self.send_late),
+            "tick_cost_ms": pct(self.cost),
+            "send_late_over_5ms": int((send > 0.005).sum()),
+            "resyncs": self.clock.resyncs - self.resyncs0,
+            "max_streams": self.max_streams,
+            "packets_in": self.media.packets_in - self.packets0[0],
+            "packets_out": self.media.packets_out - self.packets0[1],
+        }
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_logging("console", "WARNING")
+    scratch = Path(args.scratch)
+    config = load_config(
+        None,
+        root=ROOT,
+        overrides={
+            "database_url": f"sqlite+aiosqlite:///{scratch}/hotline.db",
+            "recordings_dir": str(scratch / "recordings"),
+        },
+    )
+    config.control.enabled = False
+    config.board.enabled = False  # the SIP side alone
+    config.sip.host = "127.0.0.1"
+    config.sip.port = 0
+    config.sip.answer_after = args.answer_after
+    config.sip.invite_rate = 100_000.0
+    config.sip.invite_burst = 100_000
+    engine = Engine(config, watch_flows=False)
+    await engine.start()
+    gc.collect()
+    gc.freeze()
+    meter = Meter(engine.sip.media)
+    profiler = cProfile.Profile()
+    print(json.dumps({"port": engine.sip.port, "pid": os.getpid()}), flush=True)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    buffer = b""
+
+    def on_stdin() -> None:
+        nonlocal buffer
+        data = os.read(sys.stdin.fileno(), 4096)
+        if not data:
+            if not done.done():
+                done.set_result(None)
+            return
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            command = line.decode().strip()
+            if command == "mark":
+                meter.mark()
+                if args.profile:
+                    profiler.enable()
+                print(json.dumps({"marked": True}), flush=True)
+            elif command == "report":
+                print(json.dumps(meter.report()), flush=True)
+            elif command == "stop" and not done.done():
+                done.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    await done
+    loop.remove_reader(sys.stdin.fileno())
+    if args.profile:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    try:
+        await asyncio.wait_for(engine.idle(), 30)
+    except TimeoutError:
+        pass
+    left = len(engine.calls)
+    await engine.stop()
+    recordings = scratch / "recordings"
+    print(
+        json.dumps(
+            {
+                "stopped": True,
+                "calls_left_running": left,
+                "recordings": len(list(recordings.rglob("*.wav"))),
+                "partial_recordings": len(list(recordings.rglob("*.wav.part"))),
+                "recording_bytes": sum(p.stat().st_size for p in recordings.rglob("*.wav")),
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scratch", required=True)
+    parser.add_argument("--answer-after", type=float, default=0.0)
+    parser.add_argument("--cpu", type=int, default=None, help="pin the engine to this CPU")
+    parser.add_argument("--profile", help="write a cProfile of the measured part to this file")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    loop = new_loop()
+    try:
+        loop.run_until_complete(main(args))
+    finally:
+        loop.close()
