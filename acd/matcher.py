@@ -776,10 +776,9 @@ class Acd:
         # (entered/aging − priority, entered, seq), so −effective priority = k1 − now/aging;
         # they are read from the LaneHeads arrays, not from the lanes (see LaneHeads).
         heads = self._lane_heads
-        hk1, hentered, hseq, haging = heads.k1, heads.entered, heads.seq, heads.aging
+        hk1, haging, lanes = heads.k1, heads.aging, heads.lanes
         best_lid = -1
         best_score = 0.0
-        best_tie = (0.0, 0)
         for lid in agent.lane_ids:
             k1 = hk1[lid]
             if k1 == _INF:
@@ -788,8 +787,8 @@ class Acd:
             score = k1 - now / aging if aging else k1
             if best_lid < 0 or score < best_score - PRIORITY_EPSILON or (
                     score <= best_score + PRIORITY_EPSILON
-                    and (hentered[lid], hseq[lid]) < best_tie):
-                best_lid, best_score, best_tie = lid, score, (hentered[lid], hseq[lid])
+                    and lanes[lid].head[1:3] < lanes[best_lid].head[1:3]):  # type: ignore
+                best_lid, best_score = lid, score
         best = None if best_lid < 0 else heads.lanes[best_lid].item  # type: ignore[union-attr]
         if best is not None:
             best.lane.leave(best)

@@ -202,23 +202,22 @@ INF = float("inf")
 
 
 class LaneHeads:
-    """The head key of every queue lane of an Acd, unboxed in parallel typed arrays indexed
-    by lane id: ``k1`` (``inf`` for an empty lane), ``entered``, ``seq``, and the lane's
-    queue ``aging`` (0.0: none).
+    """The head of every queue lane of an Acd, by lane id: its first key component unboxed
+    in a typed array (``k1``; ``inf`` for an empty lane), the queue's ``aging`` (0.0:
+    none), and the lane itself (``lanes``).
 
     An agent becoming free compares the heads of all the lanes it may take from (3 queues:
-    3 lanes, up to 11 per expert queue). Reading them here touches a few cache lines of
-    arrays that every routing event uses, instead of a queue object, a lane object, an entry
-    tuple and a float per lane, each likely cold with 50,000 calls waiting; only the winning
-    lane object is then read.
+    3 lanes, up to 11 per expert queue). Reading ``k1`` and ``aging`` here touches a few
+    cache lines that every routing event uses, instead of a queue object, a lane object, an
+    entry tuple and a float per lane, each likely cold with 50,000 calls waiting; only the
+    winning lane — and, when two heads are within ``PRIORITY_EPSILON``, the tied lanes'
+    entries for the arrival order — is read.
     """
 
-    __slots__ = ("k1", "entered", "seq", "aging", "lanes", "_free")
+    __slots__ = ("k1", "aging", "lanes", "_free")
 
     def __init__(self) -> None:
         self.k1 = array("d")
-        self.entered = array("d")
-        self.seq = array("q")
         self.aging = array("d")
         self.lanes: list[Lane | None] = []
         self._free: list[int] = []
@@ -227,13 +226,11 @@ class LaneHeads:
         if self._free:
             lid = self._free.pop()
             self.lanes[lid] = lane
-            self.k1[lid], self.entered[lid], self.seq[lid] = INF, 0.0, 0
+            self.k1[lid] = INF
             self.aging[lid] = aging or 0.0
             return lid
         self.lanes.append(lane)
         self.k1.append(INF)
-        self.entered.append(0.0)
-        self.seq.append(0)
         self.aging.append(aging or 0.0)
         return len(self.lanes) - 1
 
@@ -274,12 +271,10 @@ class Lane:
         self.lid = -1 if heads is None else heads.new(self, aging)
 
     def _publish(self) -> None:
-        heads, lid, head = self.heads, self.lid, self.head
+        """Copy the head's first key component into the LaneHeads (from ``k1s``: unboxed)."""
+        heads = self.heads
         if heads is not None:
-            if head is None:
-                heads.k1[lid] = INF
-            else:
-                heads.k1[lid], heads.entered[lid], heads.seq[lid] = head[0], head[1], head[2]
+            heads.k1[self.lid] = INF if self.head is None else self.k1s[self.start]
 
     @property
     def live(self) -> int:

@@ -99,6 +99,24 @@ def pin_one_core() -> int | None:
     return None
 
 
+def cold_read_ns(megabytes: int = 64, reads: int = 200_000) -> float:
+    """What one read of a random object among ``megabytes`` of small Python objects costs
+    (ns, loop overhead subtracted): the memory latency the routing figures are made of. It
+    varies with what else runs on the machine, so it is printed next to them."""
+    rng = random.Random(5)
+    objects = [bytearray(8) for _ in range(megabytes * 1024 * 1024 // 64)]
+    picks = [rng.randrange(len(objects)) for _ in range(reads)]
+    t = time.perf_counter_ns()
+    for i in picks:
+        len(objects[i])
+    touched = time.perf_counter_ns() - t
+    t = time.perf_counter_ns()
+    for _i in picks:
+        len(picks)
+    base = time.perf_counter_ns() - t
+    return (touched - base) / reads
+
+
 def pct(samples: list[int]) -> tuple[float, float]:
     samples = sorted(samples)
     return (statistics.median(samples) / 1000,
@@ -474,10 +492,14 @@ def main() -> None:
         routing_bench(profile=True)
         return
     runs = []
+    cold = []
     for _ in range(args.runs):
+        cold.append(cold_read_ns())
         runs.append(routing_bench())
         gc.collect()  # the previous run's ACD is cyclic garbage: free it before the next
     report_routing(runs)
+    print("  a read of a random object in 64 MB of Python objects, before each run: "
+          + ", ".join(f"{c:.0f} ns" for c in cold))
     if not args.no_end_to_end:
         end_to_end()
     print(f"total {time.perf_counter() - started:.1f} s")
