@@ -99,20 +99,23 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def cmd_agent(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+def cmd_agent(
+    args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run one ``hotline agent`` action; ``out``/``err`` default to stdout/stderr."""
+    out, err = out or sys.stdout, err or sys.stderr
     if not args.user or not args.password:
         print("hotline agent: give --user and --password (or HOTLINE_API_USER and "
-              "HOTLINE_API_PASSWORD)", file=sys.stderr)
+              "HOTLINE_API_PASSWORD)", file=err)
         return EXIT_USAGE
     try:
-        return asyncio.run(_run(args, out))
+        return asyncio.run(_run(args, out, err))
     except AgentCliError as exc:
-        print(f"hotline agent {args.action}: {exc}", file=sys.stderr)
+        print(f"hotline agent {args.action}: {exc}", file=err)
         return exc.code
 
 
-async def _run(args: argparse.Namespace, out: TextIO) -> int:
+async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import aiohttp
 
     base = args.url.rstrip("/")
@@ -126,7 +129,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             if not agent_id and args.action != "watch":
                 raise AgentCliError(EXIT_USAGE, f"user {args.user} is not an agent: give --agent")
             if args.action == "watch":
-                return await _watch(session, base, token, agent_id, args, out)
+                return await _watch(session, base, token, agent_id, args, out, err)
             method, path, _ = ACTIONS[args.action]
             body: dict[str, Any] = {}
             if args.action == "login":
@@ -175,7 +178,7 @@ async def _request(
 
 async def _watch(
     session: Any, base: str, token: str, agent_id: str | None, args: argparse.Namespace,
-    out: TextIO,
+    out: TextIO, err: TextIO,
 ) -> int:
     import aiohttp
 
@@ -201,7 +204,7 @@ async def _watch(
             if message.type != aiohttp.WSMsgType.TEXT:
                 if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                     print("hotline agent watch: the engine closed the connection",
-                          file=sys.stderr)
+                          file=err)
                     return EXIT_UNREACHABLE
                 continue
             data = json.loads(message.data)

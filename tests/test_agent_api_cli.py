@@ -13,13 +13,13 @@ import io
 import shutil
 import threading
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hotline.cli import main
+from hotline.agent_cli import cmd_agent
+from hotline.cli import _parser
 from hotline.services.api_users import DEMO_AGENT_PASSWORD, DEMO_SUPERVISOR_PASSWORD
 from sim.caller import Caller, LocalLine
 from support import REPO, make_config, with_engine
@@ -36,13 +36,12 @@ def api_config(engine_template: Path, tmp_path: Path) -> Any:
     return config
 
 
-_output_lock = threading.Lock()
-
-
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """``hotline agent …`` as parsed by the real command line, printing into buffers (the
+    commands run in threads side by side, so sys.stdout cannot be swapped for them)."""
+    args = _parser().parse_args(argv)
     out, err = io.StringIO(), io.StringIO()
-    with _output_lock, redirect_stdout(out), redirect_stderr(err):
-        code = main(argv)
+    code = cmd_agent(args, out, err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -108,10 +107,8 @@ def test_cli_watch_prints_the_screen_pop_and_the_agent_takes_the_call(api_config
         result: dict[str, Any] = {}
 
         def watch() -> None:
-            out, err = io.StringIO(), io.StringIO()
-            with redirect_stdout(out), redirect_stderr(err):
-                code = main([*me, "watch", "--count", "6", "--seconds", "60"])
-            result.update(code=code, out=out.getvalue(), err=err.getvalue())
+            code, out, err = run_cli([*me, "watch", "--count", "6", "--seconds", "60"])
+            result.update(code=code, out=out, err=err)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
