@@ -302,8 +302,19 @@ class Lane:
             self.k1s[self.start] = k1
         else:
             i = self._index(entry)
-            items.insert(i, entry)
-            self.k1s.insert(i, k1)
+            start = self.start
+            if start and i - start < len(items) - i:
+                # nearer the front (an older caller coming back from a familiar agent or a
+                # widening window): move the calls ahead of it one slot forward, into the
+                # consumed slot, instead of every call behind it one slot back
+                items[start - 1:i - 1] = items[start:i]
+                self.k1s[start - 1:i - 1] = self.k1s[start:i]
+                items[i - 1] = entry
+                self.k1s[i - 1] = k1
+                self.start = start - 1
+            else:
+                items.insert(i, entry)
+                self.k1s.insert(i, k1)
         head = self.head
         if head is None or entry < head:
             self.head = entry
@@ -338,8 +349,13 @@ class Lane:
         else:
             i = self._index(call.key + (call,))
             assert items[i][-1] is call
-            del items[i]
-            del self.k1s[i]
+            if i - start < len(items) - i:  # nearer the front: shift the calls ahead of it
+                items[start + 1:i + 1] = items[start:i]
+                self.k1s[start + 1:i + 1] = self.k1s[start:i]
+                self.start = start + 1
+            else:
+                del items[i]
+                del self.k1s[i]
 
     def calls(self) -> list[Call]:
         """The calls, in service order."""
