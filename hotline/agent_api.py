@@ -125,8 +125,14 @@ class AgentApi:
             await site.start()
         except OSError as exc:
             if not isinstance(asyncio.get_running_loop(), VirtualClockLoop):
+                from hotline.engine import EngineError
+
                 await self._runner.cleanup()
-                raise RuntimeError(f"agent API cannot listen on {host}:{port}: {exc}") from exc
+                self._runner = None
+                raise EngineError(
+                    f"agent API cannot listen on {host}:{port} ({exc}); set api.port, or "
+                    "api.enabled: false"
+                ) from exc
             # scenarios and tests on the virtual clock next to a running engine
             log.warning("api.port_busy_using_any", port=port, error=str(exc))
             site = web.TCPSite(self._runner, host, 0)
