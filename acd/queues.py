@@ -349,13 +349,8 @@ class Lane:
         else:
             i = self._index(call.key + (call,))
             assert items[i][-1] is call
-            if i - start < len(items) - i:  # nearer the front: shift the calls ahead of it
-                items[start + 1:i + 1] = items[start:i]
-                self.k1s[start + 1:i + 1] = self.k1s[start:i]
-                self.start = start + 1
-            else:
-                del items[i]
-                del self.k1s[i]
+            del items[i]
+            del self.k1s[i]
 
     def calls(self) -> list[Call]:
         """The calls, in service order."""
