@@ -301,20 +301,11 @@ class Lane:
             items[self.start] = entry
             self.k1s[self.start] = k1
         else:
+            # (a list.insert moves pointers with one memmove; shifting a slice instead would
+            # copy it and touch the reference count of every call moved)
             i = self._index(entry)
-            start = self.start
-            if start and i - start < len(items) - i:
-                # nearer the front (an older caller coming back from a familiar agent or a
-                # widening window): move the calls ahead of it one slot forward, into the
-                # consumed slot, instead of every call behind it one slot back
-                items[start - 1:i - 1] = items[start:i]
-                self.k1s[start - 1:i - 1] = self.k1s[start:i]
-                items[i - 1] = entry
-                self.k1s[i - 1] = k1
-                self.start = start - 1
-            else:
-                items.insert(i, entry)
-                self.k1s.insert(i, k1)
+            items.insert(i, entry)
+            self.k1s.insert(i, k1)
         head = self.head
         if head is None or entry < head:
             self.head = entry
