@@ -324,6 +324,7 @@ class Lane:
         call.lane = None
         items, start = self.items, self.start
         if call is self.item:
+            items[start] = None  # free the entry now, while it is in the cache
             start += 1
             if start > 64 and 2 * start > len(items):
                 del items[:start]

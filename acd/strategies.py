@@ -168,6 +168,7 @@ class SortedFront:
                 self.head = e
                 self.item = e[-1]
                 break
+            items[i] = None  # type: ignore[call-overload]  # consumed: free it while cached
             i += 1
         else:
             self.head = self.item = None
