@@ -285,16 +285,19 @@ class Lane:
         entry = call.key + (call,)
         items = self.items
         k1 = entry[0]
-        if self.start == len(items):
+        if self.start == len(items):  # empty
             items.clear()
             del self.k1s[:]
             self.start = 0
             items.append(entry)
             self.k1s.append(k1)
-        elif items[-1] < entry:
+        # compare the unboxed first components; the tuples (likely cold) only when equal
+        elif (last := self.k1s[-1]) < k1 or (last == k1 and items[-1] < entry):
             items.append(entry)
             self.k1s.append(k1)
-        elif self.start and entry < self.head:  # type: ignore[operator]
+            return  # behind the head
+        elif self.start and ((first := self.k1s[self.start]) > k1 or (
+                first == k1 and entry < self.head)):  # type: ignore[operator]
             # before the first call (e.g. back to its place after a no-answer): the slot
             # just consumed in front of it is free, no memmove
             self.start -= 1
@@ -306,12 +309,12 @@ class Lane:
             i = self._index(entry)
             items.insert(i, entry)
             self.k1s.insert(i, k1)
-        head = self.head
-        if head is None or entry < head:
-            self.head = entry
-            self.item = call
-            if self.heads is not None:
-                self._publish()
+            if i != self.start:
+                return  # behind the head
+        self.head = entry
+        self.item = call
+        if self.heads is not None:
+            self._publish()
 
     def _index(self, entry: tuple) -> int:
         k1s, k1 = self.k1s, entry[0]

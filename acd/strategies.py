@@ -131,7 +131,7 @@ class SortedFront:
             self.start = 0
             items.append(entry)
             self.k1s.append(k1)
-        elif items[-1] < entry:
+        elif self.k1s[-1] < k1 or (self.k1s[-1] == k1 and items[-1] < entry):
             items.append(entry)
             self.k1s.append(k1)
         else:
