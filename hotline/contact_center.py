@@ -602,12 +602,7 @@ class ContactCenter:
         previous = (other.status, other.reason)
         self._apply(self.acd.set_status(target, Status.NOT_READY, CONSULT_REASON, self._now()))
         try:
-            ring = getattr(getattr(self, "seats", None), "ring", None)
-            leg = (
-                ring(other.seat, caller=agent_id)
-                if ring is not None
-                else self.board.ring_station(other.seat, caller=agent_id)
-            )
+            leg = self.seats.ring(other.seat, caller=agent_id)
         except (KeyError, ValueError, RuntimeError) as exc:
             self._restore_status(target, previous)
             raise CallControlError(f"the seat of agent {target} cannot ring: {exc}") from exc
@@ -873,6 +868,8 @@ class ContactCenter:
         out: Channel | None = None
         try:
             try:
+                if self.board is None:
+                    raise RuntimeError("no trunk to dial out on (the board is not enabled)")
                 out = self.board.dial(callback.number, caller=leg.called or "")
             except (RuntimeError, ValueError) as exc:
                 log.warning("queue.callback_dial_failed", call_id=call_id, error=str(exc))
@@ -971,8 +968,14 @@ class ContactCenter:
                 )
         elif isinstance(action, OfferCallback):
             waiting = self._waiting.get(action.call_id)
-            # only a number the network vouches for is ever dialled back (toll fraud)
-            if waiting is not None and waiting.channel.caller and waiting.channel.caller_verified:
+            # only a number the network vouches for is ever dialled back (toll fraud), and
+            # only where there is a trunk to dial it on
+            if (
+                waiting is not None
+                and self.board is not None
+                and waiting.channel.caller
+                and waiting.channel.caller_verified
+            ):
                 waiting.callback_key = action.key
         elif isinstance(action, Announce):
             waiting = self._waiting.get(action.call_id)

@@ -143,12 +143,12 @@ class Engine:
                 wall_clock=self.wall_clock,
             )
             self.board.start()
-            await self._start_contact_center()
             if cfg.control.enabled:
                 from drivers.simboard.control import ControlServer
 
                 self.control = ControlServer(self.board, cfg.control.host, cfg.control.port)
                 await self.control.start()
+        await self._start_contact_center()
         if cfg.sip.enabled:
             await self._start_sip()
         if cfg.api.enabled:
@@ -303,7 +303,7 @@ class Engine:
     async def _start_contact_center(self) -> None:
         """Queues and seats from ``acd.queues_dir``; none configured: transfers find no agent."""
         settings = self.config.acd
-        if not settings.enabled or self.board is None:
+        if not settings.enabled or (self.board is None and not self.config.sip.enabled):
             return
         definition, errors = load_queue_dir(self.config.path(settings.queues_dir))
         if not errors:
@@ -312,7 +312,8 @@ class Engine:
             raise EngineError("queues rejected:\n" + "\n".join(str(e) for e in errors))
         if not definition.queues:
             return
-        stations = [line.name for line in self.board.lines if line.name.startswith("s")]
+        board_lines = self.board.lines if self.board is not None else []
+        stations = [line.name for line in board_lines if line.name.startswith("s")]
         missing = seats_missing(definition, stations)
         if missing:
             # e.g. a board configured with fewer stations: those agents cannot take calls here

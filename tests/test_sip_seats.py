@@ -488,3 +488,56 @@ def test_a_hot_reload_keeps_agents_at_sip_seats(seat_config: Any) -> None:
     report, present = with_engine(seat_config, body)
     assert report.swapped and present
     assert not [line for line in (*report.applied, *report.deferred) if "agent 1001" in line]
+
+
+def test_an_engine_without_the_board_queues_sip_callers_to_sip_seats(
+    engine_template: Path, tmp_path: Path
+) -> None:
+    """SIP only: every agent at a softphone, no voice card; no callback is offered (no trunk)."""
+    (tmp_path / "var").mkdir()
+    shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
+    queues = tmp_path / "queues"
+    queues.mkdir()
+    for name in ("general.yaml", "fault.yaml"):
+        shutil.copy(REPO / "queues" / name, queues / name)
+    agents = (REPO / "queues" / "agents.yaml").read_text(encoding="utf-8")
+    for n in range(1, 5):
+        agents = agents.replace(f"seat: s{n}}}", f"seat: sip:100{n}}}")
+    (queues / "agents.yaml").write_text(agents, "utf-8")
+    config = make_config(tmp_path, cache=engine_template / "cache", acd={"queues_dir": str(queues)})
+    config.board.enabled = False
+    config.sip.answer_after = 0.2
+
+    async def body(engine: Any) -> dict[str, Any]:
+        assert engine.board is None and engine.contact_center is not None
+        plays = listen(engine)
+        phone = await seat_phone(engine, "1002")
+        caller = SipCaller(engine.sip.port)
+        await caller.open()
+        try:
+            await caller.call()
+            await wait_for(lambda: said(plays, "人工服务请按零"))
+            caller.press("0")
+            await phone_rings(phone, 60)
+            ringing_status = engine.agent_status("1002")
+            phone.answer()
+            await wait_for(lambda: said(plays, f"工号{say('digits', '1002')}为您服务"), 30)
+            on_call = engine.agent_status("1002")
+            caller.bye()
+            await wait_for(lambda: "BYE" in phone.methods(), 10)
+            await engine.idle()
+            return {
+                "ringing": ringing_status,
+                "on_call": on_call,
+                "others": [engine.agent_status(a)["reason"] for a in ("1001", "1003", "1004")],
+                "channels": dict(engine.sip.channels),
+            }
+        finally:
+            caller.close()
+            phone.close()
+
+    got = with_engine(config, body)
+    assert got["ringing"]["state"] == "reserved"
+    assert got["on_call"]["state"] == "on_call"
+    assert got["others"] == ["unregistered"] * 3  # their phones never registered
+    assert got["channels"] == {}
