@@ -541,3 +541,88 @@ def test_an_engine_without_the_board_queues_sip_callers_to_sip_seats(
     assert got["on_call"]["state"] == "on_call"
     assert got["others"] == ["unregistered"] * 3  # their phones never registered
     assert got["channels"] == {}
+
+
+def test_sip_agent_holds_then_blind_transfers_the_caller_to_another_sip_seat(
+    seat_config: Any,
+) -> None:
+    """Re-bridge over SIP: 1001 answers, holds (the caller hears music), resumes, transfers to
+    1002; 1001's phone gets BYE, 1002's rings and then talks with the caller (tones asserted)."""
+    agents_file = Path(seat_config.acd.queues_dir) / "agents.yaml"
+    agents_file.write_text(
+        agents_file.read_text("utf-8").replace("seat: s2}", "seat: sip:1002}"), "utf-8"
+    )
+
+    async def body(engine: Any) -> dict[str, Any]:
+        plays = listen(engine)
+        first = await seat_phone(engine, "1001")
+        second = await seat_phone(engine, "1002")
+        engine.set_agent_not_ready("1002", "busy")
+        for agent_id in ("1003", "1004"):
+            engine.set_agent_not_ready(agent_id, "busy")
+        events = queue_events(engine)
+        caller = SipCaller(engine.sip.port)
+        await caller.open()
+        center = engine.contact_center
+        try:
+            await caller.call()
+            await wait_for(lambda: said(plays, "人工服务请按零"))
+            caller.press("0")
+            await phone_rings(first, 60)
+            first.answer()
+            await wait_for(lambda: said(plays, f"工号{say('digits', '1001')}为您服务"), 30)
+            await wait_for(lambda: engine.agent_status("1001")["state"] == "on_call", 10)
+            music_before = sum(p.get("prompt_id") == "queue.music" for p in plays)
+            center.hold("1001")
+            await wait_for(
+                lambda: sum(p.get("prompt_id") == "queue.music" for p in plays) > music_before, 10
+            )
+            held = engine.agent_status("1001")["state"]
+            center.resume("1001")
+            await wait_for(lambda: engine.agent_status("1001")["state"] == "on_call", 10)
+            engine.set_agent_ready("1002")
+            center.transfer_call("1001", "1002")
+            await wait_for(lambda: "BYE" in first.methods(), 10)
+            await phone_rings(second, 30)
+            second.answer()
+            await wait_for(lambda: engine.agent_status("1002")["state"] == "on_call", 30)
+            await wait_for(lambda: said(plays, f"工号{say('digits', '1002')}为您服务"), 30)
+            await wait_for(  # the agent id read out, then caller and seat bridged
+                lambda: sum(
+                    type(ch.operation).__name__ == "_Bridge" for ch in engine.sip.channels.values()
+                )
+                == 2,
+                30,
+            )
+            await asyncio.sleep(0.3)
+            mark_caller, mark_seat = len(caller.received), len(second.received)
+            second.say(sine(1400, 1000, -10))
+            caller.say(sine(600, 1000, -10))
+            await asyncio.sleep(1.2)
+            to_caller = ulaw_decode(bytes(caller.received[mark_caller:]))
+            to_seat = ulaw_decode(bytes(second.received[mark_seat:]))
+            caller.bye()
+            await wait_for(lambda: "BYE" in second.methods(), 10)
+            await engine.idle()
+            return {
+                "held": held,
+                "first_after": engine.agent_status("1001")["state"],
+                "to_caller": to_caller,
+                "to_seat": to_seat,
+                "events": events,
+                "channels": dict(engine.sip.channels),
+            }
+        finally:
+            caller.close()
+            first.close()
+            second.close()
+
+    got = with_engine(seat_config, body)
+    assert got["held"] == "on_hold"
+    assert got["first_after"] == "wrap_up"
+    assert dominant_hz(got["to_caller"][-4000:]) == pytest.approx(1400, abs=5)
+    assert dominant_hz(got["to_seat"][-4000:]) == pytest.approx(600, abs=5)
+    kinds = [(k, d.get("agent_id")) for k, _, d in got["events"]]
+    assert ("queue.transfer", "1001") in kinds
+    assert [a for k, a in kinds if k == "queue.connect"] == ["1001", "1002"]
+    assert got["channels"] == {}
