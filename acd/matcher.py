@@ -32,10 +32,14 @@ instructions: each event should read as few cold objects as possible.
   several queues' indexes, compacted when half stale).
 - The lanes of waiting calls are :class:`~acd.queues.Lane` lists with eager deletion: the
   front is always a live call.
-- Both keep the first entry on the index object (``head``/``item``), so comparing the heads
-  of an agent's lanes touches only the lane objects; both keep the first key component of
-  every entry unboxed in a typed array, so an insertion in the middle binary-searches
-  contiguous memory instead of tuples scattered over the heap.
+- Both keep the first entry on the index object (``head``/``item``); queue lanes also
+  publish their head's first key component into :class:`~acd.queues.LaneHeads` (typed
+  arrays by lane id), so comparing the heads of an agent's lanes (``Agent.lane_ids``) reads
+  no queue, lane or entry object. Both keep the first key component of every entry unboxed
+  in a typed array, so an insertion in the middle binary-searches contiguous memory instead
+  of tuples scattered over the heap, and tuples are compared only on equal components.
+- Consumed entries are released as they are consumed (while in the cache); a call going
+  back before the head of its lane takes the consumed slot in front (no memmove).
 - Most insertions sort last (calls arrive in time order, agents are freed in time order)
   and are appends; the rest are a binary search and a pointer shift (memmove).
 - Queue events are recorded flat into one list (no tuple or dict per event on the routing
@@ -68,7 +72,8 @@ lane and of the lanes of its k queues by effective priority (expert queues: only
 threshold ≤ the agent's level): O(k); with no call, insert it into k free indexes. An agent
 stops being free: O(k) (one generation bump, k live counters). Ring-all: O(r) for r seats.
 A window widening moves one call to another lane and retries it: O(log n). Timers: O(1) to
-set, O(log F) to fire; a stale timer (an answered offer's ring timeout) is dropped when due.
+set, O(log F) to fire; an answered offer's ring timeout is cancelled in place and dropped
+when due without reading the call.
 """
 
 from __future__ import annotations
