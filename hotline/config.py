@@ -93,6 +93,8 @@ class SipSettings:
     keepalive_failures: int = 3  # unanswered keepalives in a row that unregister a seat
     # digest challenges offered to seats registering, in order; [MD5] for baresip 1.0
     digest_algorithms: list[str] = field(default_factory=lambda: ["SHA-256", "MD5"])
+    # accept RFC 4733 telephone-event from callers; false: keys only as in-band tones
+    rfc4733: bool = True
 
 
 @dataclass(slots=True)

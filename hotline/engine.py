@@ -181,12 +181,15 @@ class Engine:
             on_event=self.bus.publish,
             wall_clock=self.wall_clock,
         )
+        if not isinstance(cfg.sip.rfc4733, bool):
+            raise EngineError("sip.rfc4733 must be true or false")
         self.sip = SipEndpoint(
             media,
             host=cfg.sip.host,
             port=cfg.sip.port,
             on_incoming=self._incoming,
             answer_after=cfg.sip.answer_after,
+            telephone_event=cfg.sip.rfc4733,
             invite_limit=invite_limit,
             register_limit=register_limit,
             registrar=await seat_registrar(self.db, algorithms=self._digest_algorithms()),

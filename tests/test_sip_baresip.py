@@ -3,6 +3,9 @@
 baresip runs as a subprocess with its own configuration folder: no sound card (a silent WAV
 is its microphone, the ``sndfile`` module writes what it hears to a WAV), G.711 only, driven
 over its ``ctrl_tcp`` control socket (``dial``, ``sndcode`` for RFC 4733 keys, ``hangup``).
+The second test presses the keys in-band only: the engine runs with ``sip.rfc4733: false`` (its
+SDP answer refuses telephone-event) and baresip's audio source is switched (``ausrc``) to a WAV
+of the DTMF tones for each group of keys, so the engine's in-band detector must hear them.
 A real phone keeps real time, so this test runs the engine on its production event loop
 (uvloop), not the virtual clock; it takes as long as the prompts (about 20 s).
 """
@@ -13,6 +16,8 @@ import asyncio
 import json
 import shutil
 import wave
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,9 @@ from sqlalchemy import select
 
 from drivers.channel import HangupCause
 from drivers.clock import new_loop
+from drivers.media.dtmf import detect_digits
+from drivers.media.tones import dtmf_sequence
+from drivers.sip.sdp import serialize_sdp
 from hotline.store.models import CallRecord
 
 BARESIP = shutil.which("baresip")
@@ -133,25 +141,94 @@ async def wait_for(condition: Any, timeout: float, what: str, phone: Baresip) ->
         await asyncio.sleep(0.05)
 
 
-def test_baresip_calls_95598_and_looks_up_a_bill(engine_config: Any, tmp_path: Path) -> None:
+Keys = Callable[[Baresip, str], Awaitable[None]]
+
+
+async def rfc4733_keys(phone: Baresip, keys: str) -> None:
+    """Keys as RFC 4733 events (baresip's ``sndcode``)."""
+    for key in keys:
+        await phone.command("sndcode", key)
+        await asyncio.sleep(0.3)
+
+
+def in_band_keys(folder: Path) -> Keys:
+    """Keys as tones in baresip's audio: its source switched to a WAV of the tones.
+
+    Each WAV is the DTMF sequence (8 kHz, 120 ms on / 120 ms off, -6 dBm0) then a minute of
+    silence, so the source never runs dry while the flow answers; the source goes back to the
+    silent WAV once the tones have been sent.
+    """
+    count = 0
+
+    async def send(phone: Baresip, keys: str) -> None:
+        nonlocal count
+        count += 1
+        tones = dtmf_sequence(keys, on_ms=120, off_ms=120, dbm0=-6.0)
+        path = folder / f"keys-{count}.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(tones.astype("<i2").tobytes() + bytes(2 * 8000 * 60))
+        await phone.command("ausrc", f"aufile,{path}")
+        await asyncio.sleep(len(tones) / 8000 + 0.5)
+        await phone.command("ausrc", f"aufile,{folder / 'silence.wav'}")
+
+    return send
+
+
+@dataclass
+class Call:
+    """What one call from baresip left behind."""
+
+    cause: HangupCause | None
+    outcome: Any
+    record: CallRecord
+    digits: str  # the keys the engine's channel saw, in order
+    in_band: bool  # the call's stream detected keys in its audio
+    answer_sdp: str  # the engine's SDP answer
+    folder: Path
+    probe_digits: str = ""  # keys the engine saw after an RFC 4733 key sent as a probe
+
+    def audio(self, suffix: str) -> np.ndarray:
+        """sndfile's dump: ``dec`` what the phone decoded, ``enc`` what it encoded."""
+        (path,) = (self.folder / "heard").glob(f"*-{suffix}.wav")
+        with wave.open(str(path)) as w:
+            return np.frombuffer(w.readframes(w.getnframes()), "<i2")
+
+
+def bill_lookup(
+    engine_config: Any, folder: Path, keys: Keys | None = None, probe: bool = False
+) -> Call:
+    """baresip calls 95598, presses 1, the account 1234567890#, 1, and hangs up after the bill.
+
+    ``keys`` sends each group of keys (default: RFC 4733 events). With ``probe``, baresip
+    first sends an RFC 4733 ``*`` (replay the menu) at the main menu and the keys seen in the
+    next 1.5 s are kept in ``Call.probe_digits``.
+    """
     from hotline.engine import Engine
 
-    engine_config.sip.answer_after = 0.2
     control = free_port()
-    phone = Baresip(baresip_folder(tmp_path / "baresip", control), control)
+    phone = Baresip(baresip_folder(folder, control), control)
+    send = keys or rfc4733_keys
 
-    async def go() -> Any:
+    async def go() -> Call:
         engine = Engine(engine_config, watch_flows=False)
         await engine.start()
         plays: list[str] = []
+        digits: list[str] = []
         channels: list[Any] = []
         incoming = engine.sip.on_incoming
 
+        def on_event(e: Any) -> None:
+            if e.kind == "play_start":
+                plays.append(e.data.get("text") or "")
+            elif e.kind == "digit":
+                digits.append(e.data["digit"])
+
         def on_incoming(channel: Any) -> None:
             channels.append(channel)
-            channel.subscribe(
-                lambda e: plays.append(e.data.get("text") or "") if e.kind == "play_start" else None
-            )
+            channel.subscribe(on_event)
             incoming(channel)
 
         engine.sip.on_incoming = on_incoming
@@ -163,33 +240,75 @@ def test_baresip_calls_95598_and_looks_up_a_bill(engine_config: Any, tmp_path: P
             await phone.start()
             await phone.command("dial", f"sip:95598@127.0.0.1:{engine.sip.port}")
             await wait_for(lambda: said("电费查询请按一"), 30, "the main menu", phone)
-            await phone.command("sndcode", "1")
+            (channel,) = channels
+            in_band = channel.stream.in_band_dtmf
+            answer_sdp = channel.call.local_sdp
+            probe_digits = ""
+            if probe:
+                await phone.command("sndcode", "*")
+                await asyncio.sleep(1.5)  # an absence: nothing to wait for
+                probe_digits = "".join(digits)
+            await send(phone, "1")
             await wait_for(lambda: said("请输入您的十位户号"), 60, "the account prompt", phone)
-            for key in "1234567890#":
-                await phone.command("sndcode", key)
-                await asyncio.sleep(0.3)
+            await send(phone, "1234567890#")
             await wait_for(lambda: said("确认请按一"), 60, "the confirmation", phone)
-            await phone.command("sndcode", "1")
+            await send(phone, "1")
             await wait_for(lambda: said("本月电费为一百二十三元四角五分"), 60, "the bill", phone)
             await phone.command("hangup")
             await asyncio.wait_for(engine.idle(), 30)
             async with engine.db.session() as session:
                 (record,) = (await session.execute(select(CallRecord))).scalars()
-            return channels[0].hangup_cause, next(iter(engine.outcomes.values())), record
+            return Call(
+                channel.hangup_cause,
+                next(iter(engine.outcomes.values())),
+                record,
+                "".join(digits),
+                in_band,
+                serialize_sdp(answer_sdp).decode(),
+                folder,
+                probe_digits,
+            )
         finally:
             await phone.stop()
             await engine.stop()
 
     loop = new_loop()  # the engine's production loop: uvloop where available
     try:
-        cause, outcome, record = loop.run_until_complete(go())
+        return loop.run_until_complete(go())
     finally:
         loop.close()
-    assert cause is HangupCause.REMOTE_BYE
-    assert outcome.keys.startswith("1" + "1234567890" + "1"), outcome.keys
-    assert record.called == "95598" and record.answered_at is not None
+
+
+def test_baresip_calls_95598_and_looks_up_a_bill(engine_config: Any, tmp_path: Path) -> None:
+    engine_config.sip.answer_after = 0.2
+    call = bill_lookup(engine_config, tmp_path / "baresip", probe=True)
+    assert "telephone-event" in call.answer_sdp and not call.in_band
+    assert call.probe_digits == "*"  # the probe counts when telephone-event is negotiated
+    assert call.cause is HangupCause.REMOTE_BYE
+    assert call.digits.startswith("*" + "1" + "1234567890#" + "1"), call.digits
+    assert call.outcome.keys.startswith("*" + "1" + "1234567890" + "1"), call.outcome.keys
+    assert call.record.called == "95598" and call.record.answered_at is not None
     # sndfile's dump of what the phone decoded: seconds of prompts, not silence
-    (heard,) = (tmp_path / "baresip" / "heard").glob("*-dec.wav")
-    with wave.open(str(heard)) as w:
-        audio = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    audio = call.audio("dec")
+    assert (np.abs(audio.astype(np.int32)) > 500).sum() > 8000 * 3
+
+
+def test_baresip_keys_in_band_only(engine_config: Any, tmp_path: Path) -> None:
+    """With ``sip.rfc4733: false`` the engine answers without telephone-event, so the only way
+    baresip's keys reach it is as tones in the audio: its in-band detector must hear them."""
+    engine_config.sip.answer_after = 0.2
+    engine_config.sip.rfc4733 = False
+    folder = tmp_path / "baresip"
+    call = bill_lookup(engine_config, folder, in_band_keys(folder), probe=True)
+    assert "telephone-event" not in call.answer_sdp and call.in_band
+    assert call.probe_digits == ""  # baresip's RFC 4733 key did not count
+    assert call.cause is HangupCause.REMOTE_BYE
+    assert call.digits.startswith("1" + "1234567890#" + "1"), call.digits
+    assert call.outcome.keys.startswith("1" + "1234567890" + "1"), call.outcome.keys
+    assert call.record.called == "95598" and call.record.answered_at is not None
+    assert call.record.keys.startswith("1" + "1234567890" + "1"), call.record.keys
+    # the keys went out in baresip's own audio (sndfile's dump of what it encoded) ...
+    assert detect_digits(call.audio("enc")) == "1" + "1234567890#" + "1"
+    # ... and the prompts came back: seconds of speech, not silence
+    audio = call.audio("dec")
     assert (np.abs(audio.astype(np.int32)) > 500).sum() > 8000 * 3

@@ -96,8 +96,10 @@ class SipEndpoint:
         keepalive_interval: float = 30.0,
         keepalive_failures: int = 3,
         on_seat: Callable[[str, bool, str], None] | None = None,
+        telephone_event: bool = True,
     ) -> None:
         self.registrar = registrar
+        self.telephone_event = telephone_event  # False: answers omit it, keys come in-band
         self.trunks: TrunkClient | None = None  # registrations at upstream trunks (trunk.py)
         self.outbound = OutboundCalls(
             self,
@@ -140,6 +142,7 @@ class SipEndpoint:
             invite_limit=self.invite_limit,
             register_limit=self.register_limit,
             registrar=self.registrar,
+            telephone_event=self.telephone_event,
         )
         self.outbound.start(self.host, self.port)
         log.info("sip.listening", host=self.host, port=self.port)
@@ -279,6 +282,7 @@ class SipEndpoint:
                 local_address=self.host,
                 local_port=stream.port,
                 session_id=secrets.randbits(31),
+                telephone_event=self.telephone_event,
             )
         except OfferRejected as exc:  # checked at INVITE time already; kept for safety
             self.media.close(stream)

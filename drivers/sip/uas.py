@@ -200,8 +200,10 @@ class Uas:
         invite_limit: SourceLimiter | None = None,
         register_limit: SourceLimiter | None = None,
         registrar: Registrar | None = None,
+        telephone_event: bool = True,
     ) -> None:
         self.host = host
+        self.telephone_event = telephone_event  # RFC 4733 accepted in answers (else in-band)
         self.registrar = registrar  # None: REGISTER is answered 405
         self.port = port
         self.user_agent = user_agent
@@ -612,6 +614,7 @@ class Uas:
             local_port=current.media[0].port if current.media else 0,
             session_id=current.session_id,
             session_version=current.session_version + 1,
+            telephone_event=self.telephone_event,
         )
         return offer, answer, plan
 
