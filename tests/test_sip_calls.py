@@ -657,3 +657,44 @@ def test_invite_flood_from_one_source_gets_503_while_another_source_calls(
     (entry,) = limited  # logged once for the window, not once per INVITE
     assert entry["source"].startswith("127.0.0.2:") and entry["method"] == "INVITE"
     assert not calls
+
+
+def test_without_rfc4733_a_caller_offering_it_is_answered_without_it_and_keys_come_in_band(
+    engine_config: Any,
+) -> None:
+    from hotline.engine import Engine, EngineError
+    from support import run_virtual
+
+    engine_config.sip.rfc4733 = False
+
+    async def body(engine: Any) -> Any:
+        plays = listen(engine)
+        caller = SipCaller(engine.sip.port, rfc4733=True)  # offers telephone-event 101
+        await caller.open()
+        try:
+            await caller.call()
+            caller.rfc4733 = False  # its keys now go as tones in the audio
+            await wait_for(lambda: said(plays, "电费查询请按一"))
+            caller.press("1")
+            await wait_for(lambda: said(plays, "请输入您的十位户号"))
+            caller.bye()
+            await engine.idle()
+            ok = next(r for r in caller.responses if r.status == 200)
+            return ok.body, next(iter(engine.outcomes.values()))
+        finally:
+            caller.close()
+
+    answer, outcome = with_engine(engine_config, body)
+    assert b"m=audio" in answer and b"telephone-event" not in answer
+    assert outcome.keys.startswith("1"), outcome.keys
+
+    async def bad_setting() -> None:
+        engine_config.sip.rfc4733 = "no"
+        engine = Engine(engine_config, watch_flows=False)
+        try:
+            with pytest.raises(EngineError, match="sip.rfc4733 must be true or false"):
+                await engine.start()
+        finally:
+            await engine.stop()
+
+    run_virtual(bad_setting)

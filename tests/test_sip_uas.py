@@ -301,3 +301,19 @@ def test_reinvite_without_sdp_offers_the_current_description() -> None:
     events = uas.receive(data, CALLER, 1.0)
     assert statuses(events) == [100, 200]
     assert parse_sdp(parse(events[1].data).body).media[0].port == 30000
+
+
+def test_without_rfc4733_a_reinvite_offering_telephone_event_is_answered_without_it() -> None:
+    from drivers.sip.sdp import parse_sdp
+    from drivers.sip.uas import Reinvited
+
+    for accepted in (True, False):
+        uas = Uas("127.0.0.1", 5060, telephone_event=accepted)
+        call = confirmed_call(uas)
+        events = reinvite(uas, call, "sendrecv", 2)
+        ok = parse(next(e.data for e in events if isinstance(e, Send) and b" 200 " in e.data[:12]))
+        (changed,) = [e for e in events if isinstance(e, Reinvited)]
+        formats = parse_sdp(ok.body).media[0].formats
+        assert ("101" in formats) is accepted
+        assert (b"telephone-event" in ok.body) is accepted
+        assert changed.plan.event_payload_type == (101 if accepted else None)
