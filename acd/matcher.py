@@ -771,11 +771,15 @@ class Acd:
     def _dispatch_agent(self, agent: Agent, now: float, actions: list[Action]) -> None:
         """The agent just became free: give them the best call they may take, or index them."""
         personal = agent.personal
-        if personal is not None and personal.item is not None:
-            call = personal.item
-            personal.leave(call)
-            self._offer(call, [agent], now, actions)
-            return
+        if personal is not None:
+            # callers waiting for this agent as their familiar agent; an entry whose call
+            # has moved on (its familiar window ended) is stale and dropped here
+            while (call := personal.item) is not None:
+                if call.lane is personal:
+                    personal.leave(call)
+                    self._offer(call, [agent], now, actions)
+                    return
+                personal.drop_head()
         # The best lane head by (−effective priority, arrival, seq), priorities within
         # PRIORITY_EPSILON being equal. Lane heads are the calls' static keys
         # (entered/aging − priority, entered, seq), so −effective priority = k1 − now/aging;
@@ -806,12 +810,14 @@ class Acd:
     def _release_personal(self, agent: Agent, now: float, actions: list[Action]) -> None:
         """The familiar agent left ready: their callers go back to the queue's strategy."""
         personal = agent.personal
-        if personal is None or not personal.live:
+        if personal is None:
             return
+        agent.personal = None  # with any stale entries
         for call in personal.calls():
-            personal.leave(call)
-            call.familiar = None
-            self._dispatch_call(call, now, actions)
+            if call.lane is personal:
+                call.lane = None
+                call.familiar = None
+                self._dispatch_call(call, now, actions)
 
     def _end_wrap(self, agent: Agent, now: float, actions: list[Action], cause: str) -> None:
         info = agent.last_wrap or {}
@@ -1096,10 +1102,12 @@ class Acd:
             self._status(agent, _LOGGED_OUT, None, now, actions, "limit")
 
     def _on_familiar_end(self, call: Call, now: float, actions: list[Action]) -> None:
-        familiar = call.familiar
         call.familiar = None
-        if call.stage is _WAITING and familiar is not None and call.lane is familiar.personal:
-            familiar.personal.leave(call)  # type: ignore[union-attr]
+        if call.stage is _WAITING and call.lane is not None:
+            # it waits in the familiar agent's personal lane (the only lane a call with a
+            # familiar agent can be in): leave it without reading that agent or lane — the
+            # entry goes stale and is dropped when the agent is next free
+            call.lane = None
             self._dispatch_call(call, now, actions)
 
     def _on_widen(self, call: Call, now: float, actions: list[Action]) -> None:

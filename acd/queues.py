@@ -325,27 +325,33 @@ class Lane:
 
     def leave(self, call: Call) -> None:
         call.lane = None
-        items, start = self.items, self.start
         if call is self.item:
-            items[start] = None  # free the entry now, while it is in the cache
-            start += 1
-            if start > 64 and 2 * start > len(items):
-                del items[:start]
-                del self.k1s[:start]
-                start = 0
-            self.start = start
-            if start < len(items):
-                head = items[start]
-                self.head, self.item = head, head[-1]
-            else:
-                self.head = self.item = None
-            if self.heads is not None:
-                self._publish()
+            self.drop_head()
         else:
+            items = self.items
             i = self._index(call.key + (call,))
             assert items[i][-1] is call
             del items[i]
             del self.k1s[i]
+
+    def drop_head(self) -> None:
+        """Consume the first entry (``leave`` of the first call; for a familiar agent's
+        personal lane, also an entry whose call has moved on, see ``Acd._dispatch_agent``)."""
+        items, start = self.items, self.start
+        items[start] = None  # free the entry now, while it is in the cache
+        start += 1
+        if start > 64 and 2 * start > len(items):
+            del items[:start]
+            del self.k1s[:start]
+            start = 0
+        self.start = start
+        if start < len(items):
+            head = items[start]
+            self.head, self.item = head, head[-1]
+        else:
+            self.head = self.item = None
+        if self.heads is not None:
+            self._publish()
 
     def calls(self) -> list[Call]:
         """The calls, in service order."""
