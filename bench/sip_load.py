@@ -56,7 +56,12 @@ class EngineProcess:
     """The engine child process and its one-line JSON command channel."""
 
     def __init__(
-        self, scratch: Path, cpu: int | None, answer_after: float, profile: str | None
+        self,
+        scratch: Path,
+        cpu: int | None,
+        answer_after: float,
+        profile: str | None,
+        stalls: bool = False,
     ) -> None:
         command = [sys.executable, str(ROOT / "bench" / "sip_load_engine.py")]
         command += ["--scratch", str(scratch), "--answer-after", str(answer_after)]
@@ -64,6 +69,8 @@ class EngineProcess:
             command += ["--cpu", str(cpu)]
         if profile:
             command += ["--profile", profile]
+        if stalls:
+            command += ["--stalls"]
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
         )
@@ -132,7 +139,7 @@ def check_records(db: Path, calls: list[Call]) -> dict[str, str]:
 async def run(args: argparse.Namespace, scratch: Path) -> int:
     if args.generator_cpu is not None:
         os.sched_setaffinity(0, {args.generator_cpu})
-    engine = EngineProcess(scratch, args.engine_cpu, args.answer_after, args.profile)
+    engine = EngineProcess(scratch, args.engine_cpu, args.answer_after, args.profile, args.stalls)
     try:
         return await drive(args, scratch, engine)
     finally:
@@ -175,6 +182,8 @@ async def drive(args: argparse.Namespace, scratch: Path, engine: EngineProcess) 
         await asyncio.sleep(max(0.0, ramp_t0 + i / args.rate - loop.time()))
         launch()
     await asyncio.sleep(1.0)
+    ramp_report = await engine.command("report")  # the ramp's figures; the rest: steady phase
+    await engine.command("mark")
     ramp_calls = [c for c in gen.calls.values() if c.n > 1]
     answered = [c for c in ramp_calls if c.answered_at]
     # steady: keep --calls in progress for --seconds
@@ -224,8 +233,8 @@ async def drive(args: argparse.Namespace, scratch: Path, engine: EngineProcess) 
     print(
         f"calls: {len(all_calls) + unfinished} placed, {completed} completed and checked, "
         f"{len(failed) + unfinished} failed, {len(problems)} wrong in the call records; "
-        f"peak concurrent {max(peak, report['max_streams'])} "
-        f"(engine media streams max {report['max_streams']}); "
+        f"peak concurrent {max(peak, report['max_streams'], ramp_report['max_streams'])} "
+        f"(engine media streams max {max(report['max_streams'], ramp_report['max_streams'])}); "
         f"call length median {pct(durations, 50):.1f} s"
     )
     print(
@@ -237,10 +246,16 @@ async def drive(args: argparse.Namespace, scratch: Path, engine: EngineProcess) 
     )
     print(
         f"engine CPU: {report['cpu_s']:.1f} s in {report['wall_s']:.1f} s = "
-        f"{report['cpu_pct']:.0f}% of one core (ramp + steady); "
+        f"{report['cpu_pct']:.0f}% of one core (steady phase; during the ramp "
+        f"{ramp_report['cpu_pct']:.0f}%); "
         f"callers' CPU {100 * cpu / wall:.0f}% of one core"
     )
     send, late, cost = report["send_late_ms"], report["tick_late_ms"], report["tick_cost_ms"]
+    ramp_send = ramp_report["send_late_ms"]
+    print(
+        f"during the ramp: RTP send lateness ms p50 {ramp_send['p50']:.2f}  "
+        f"p99 {ramp_send['p99']:.2f}  max {ramp_send['max']:.2f}; the rest is the steady phase"
+    )
     print(
         f"RTP send lateness (engine; per clock phase, its last packet) ms: p50 {send['p50']:.2f}  "
         f"p99 {send['p99']:.2f}  max {send['max']:.2f}; phases > 5 ms: "
@@ -250,6 +265,17 @@ async def drive(args: argparse.Namespace, scratch: Path, engine: EngineProcess) 
         f"media clock phase start lateness ms: p50 {late['p50']:.2f}  p99 {late['p99']:.2f}  "
         f"max {late['max']:.2f}; phase cost ms: p50 {cost['p50']:.2f}  p99 {cost['p99']:.2f}  "
         f"max {cost['max']:.2f}"
+    )
+    tcpu = report["tick_cpu_ms"]
+    print(
+        f"media clock CPU: {report['ticks_cpu_s']:.1f} s of the engine's {report['cpu_s']:.1f} s; "
+        f"per tick (CPU time, preemption not counted) ms: p50 {tcpu['p50']:.2f}  "
+        f"p99 {tcpu['p99']:.2f}  max {tcpu['max']:.2f}; of which sending ms: "
+        f"p50 {report['send_loop_ms']['p50']:.2f}  p99 {report['send_loop_ms']['p99']:.2f}"
+    )
+    print(
+        f"engine garbage collections (gen 0/1/2): {report['gc_runs']}, "
+        f"{report['gc_ms']} ms in all, longest {report['gc_longest_ms']} ms"
     )
     print(
         f"RTP packets engine in/out: {report['packets_in']}/{report['packets_out']}; "
@@ -280,6 +306,7 @@ def main() -> int:
     parser.add_argument("--engine-cpu", type=int, default=0)
     parser.add_argument("--generator-cpu", type=int, default=1)
     parser.add_argument("--profile", help="cProfile the engine into this file")
+    parser.add_argument("--stalls", action="store_true", help="engine: print where it stalls")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
     if not 1 <= args.calls <= 5000 or not 0 < args.rate <= 2000 or args.seconds > 3600:

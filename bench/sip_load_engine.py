@@ -45,6 +45,66 @@ from hotline.logs import configure_logging  # noqa: E402
 MAX_SAMPLES = 200_000  # ticks kept per figure (over an hour at 50 ticks/s)
 
 
+class GcWatch:
+    """Counts the garbage collector's runs and their time while the benchmark runs."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.runs = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self.started
+        generation = info["generation"]
+        self.runs[generation] += 1
+        self.seconds[generation] += spent
+        self.longest = max(self.longest, spent)
+
+    def report(self) -> dict:
+        return {
+            "gc_runs": self.runs,
+            "gc_ms": [round(s * 1000, 1) for s in self.seconds],
+            "gc_longest_ms": round(self.longest * 1000, 1),
+        }
+
+
+class StallWatch:
+    """A thread that notes where the loop's thread is whenever a tick is 30 ms overdue."""
+
+    def __init__(self, meter: Meter) -> None:
+        import collections
+        import threading
+
+        self.meter = meter
+        self.main = threading.get_ident()
+        self.seen: collections.Counter[str] = collections.Counter()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import traceback
+
+        while True:
+            time.sleep(0.01)
+            if time.monotonic() - self.meter.last_tick > 0.03:
+                frame = sys._current_frames().get(self.main)
+                if frame is not None:
+                    stack = traceback.extract_stack(frame)[-8:]
+                    where = " < ".join(
+                        f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(stack)
+                    )
+                    self.seen[where] += 1
+
+    def report(self) -> None:
+        for where, count in self.seen.most_common(12):
+            print(f"stall sample x{count}: {where}", file=sys.stderr)
+
+
 class Meter:
     """Wraps the media plane's tick to time it; figures since :meth:`mark`."""
 
@@ -56,11 +116,14 @@ class Meter:
         self.late = np.zeros(MAX_SAMPLES)
         self.send_late = np.zeros(MAX_SAMPLES)
         self.cost = np.zeros(MAX_SAMPLES)
+        self.cpu = np.zeros(MAX_SAMPLES)  # CPU time of the tick (preemption not counted)
+        self.sending = np.zeros(MAX_SAMPLES)  # time spent in the tick's sending loop
         self.n = 0
         self.max_streams = 0
         self.cpu0 = self.wall0 = 0.0
         self.resyncs0 = 0
         self.packets0 = (0, 0)
+        self.last_tick = time.monotonic()
 
     def mark(self) -> None:
         self.n = 0
@@ -72,15 +135,20 @@ class Meter:
     def _timed(self, n: int) -> None:
         clock = self.clock
         deadline = clock._start + clock.ticks * clock.period
+        c0 = time.thread_time()
         t0 = time.monotonic()
         self.tick(n)
         t1 = time.monotonic()
+        c1 = time.thread_time()
+        self.last_tick = t1
         i = self.n
         if i < MAX_SAMPLES:
             self.late[i] = t0 - deadline
             sent = self.media.last_sent_at or t1
             self.send_late[i] = sent - deadline
             self.cost[i] = t1 - t0
+            self.cpu[i] = c1 - c0
+            self.sending[i] = sent - t0
             self.n = i + 1
         streams = len(self.media.streams)
         if streams > self.max_streams:
@@ -110,6 +178,9 @@ class Meter:
             "tick_late_ms": pct(self.late),
             "send_late_ms": pct(self.send_late),
             "tick_cost_ms": pct(self.cost),
+            "tick_cpu_ms": pct(self.cpu),
+            "send_loop_ms": pct(self.sending),
+            "ticks_cpu_s": round(float(self.cpu[:n].sum()), 2),
             "send_late_over_5ms": int((send > 0.005).sum()),
             "resyncs": self.clock.resyncs - self.resyncs0,
             "max_streams": self.max_streams,
@@ -142,6 +213,8 @@ async def main(args: argparse.Namespace) -> None:
     gc.freeze()
     meter = Meter(engine.sip.media)
     profiler = cProfile.Profile()
+    watch = StallWatch(meter) if args.stalls else None
+    gc_watch = GcWatch()
     print(json.dumps({"port": engine.sip.port, "pid": os.getpid()}), flush=True)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -164,13 +237,15 @@ async def main(args: argparse.Namespace) -> None:
                     profiler.enable()
                 print(json.dumps({"marked": True}), flush=True)
             elif command == "report":
-                print(json.dumps(meter.report()), flush=True)
+                print(json.dumps(meter.report() | gc_watch.report()), flush=True)
             elif command == "stop" and not done.done():
                 done.set_result(None)
 
     loop.add_reader(sys.stdin.fileno(), on_stdin)
     await done
     loop.remove_reader(sys.stdin.fileno())
+    if watch is not None:
+        watch.report()
     if args.profile:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -201,6 +276,7 @@ if __name__ == "__main__":
     parser.add_argument("--answer-after", type=float, default=0.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin the engine to this CPU")
     parser.add_argument("--profile", help="write a cProfile of the measured part to this file")
+    parser.add_argument("--stalls", action="store_true", help="print where the loop stalls")
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})

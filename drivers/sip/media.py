@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -134,6 +135,8 @@ class RtpStream:
         self.sending = False  # a plan that sends, and the stream not closed
         self.group = 0  # the phase of the media clock the stream sends on
         self.rec_pending = 0  # frames of its recording in the plane's ring, not yet written
+        self.sock: socket.socket | None = None  # the RTP socket (the transport's)
+        self.send_errors = 0
         self.rtcp: Any = None  # the RTCP socket on port + 1, when that port could be bound
         self.rtcp_remote: tuple[str, int] | None = None
         self.rtcp_schedule: RtcpSchedule | None = None
@@ -230,6 +233,14 @@ class RtpStream:
             self.plane.packets_in += 1
             self.inbound.append(data[12:])  # decoded with all streams' frames at the tick
             return
+        try:
+            self._received(data, addr)
+        except Exception:  # one bad packet must never stop the call
+            log.exception("rtp.receive_failed", call_id=self.channel.call_id)
+
+    def _received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Anything but a plain audio packet from the latched source: parse it fully."""
+        assert self.plan is not None
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
@@ -337,6 +348,9 @@ class MediaPlane:
         self._payloads: list[bytes] = []  # ... what the engine sends them
         self._heard: list[bytes] = []  # ... the caller's frames
         self._missing: list[int] = []  # ... rows without a caller frame
+        self._alaw: list[int] = []  # ... rows in A-law
+        self._recorded: list[int] = []  # ... rows with a recording
+        self._in_band = False  # ... some stream without telephone-event (in-band DTMF)
         self._rec_ring = np.zeros((capacity, RECORD_RING, FRAME_SAMPLES, 2), dtype="<i2")
         self._rec_frames = 0
 
@@ -353,16 +367,23 @@ class MediaPlane:
             else [0]
         )
         stream: RtpStream | None = None
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for port in candidates:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
+                sock.setblocking(False)
+                sock.bind((self.host, port))
                 transport, protocol = await self._loop.create_datagram_endpoint(
-                    _RtpProtocol, local_addr=(self.host, port)
+                    _RtpProtocol, sock=sock
                 )
             except OSError:
+                sock.close()
                 continue
-            bound = transport.get_extra_info("sockname")[1]
+            bound = sock.getsockname()[1]
             stream = RtpStream(self, channel, transport, bound)
+            stream.sock = sock  # the clock sends on it directly: cheaper than the transport
             protocol.stream = stream
+            protocol.datagram_received = stream.received  # type: ignore[method-assign]
             await self._open_rtcp(stream)
             break
         if stream is None:
@@ -458,9 +479,13 @@ class MediaPlane:
         out = 0
         for stream, packets in self._ready[phase]:
             if stream.sending:  # not closed or put on hold since
-                sendto, remote = stream.transport.sendto, stream.remote
-                for packet in packets:
-                    sendto(packet, remote)
+                sendto, remote = stream.sock.sendto, stream.remote
+                try:
+                    for packet in packets:
+                        sendto(packet, remote)
+                except OSError:  # a full socket buffer: the packet is lost, as on the wire
+                    stream.send_errors += 1
+                    continue
                 out += len(packets)
         self.packets_out += out
         self.last_sent_at = time.monotonic()
@@ -468,6 +493,7 @@ class MediaPlane:
         self._ready[phase] = ready
         now = self.now()
         cycle, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
+        alaw, recorded = self._alaw, self._recorded
         for stream in group:
             try:
                 payload = stream.frame_out()
@@ -484,24 +510,31 @@ class MediaPlane:
             if frame is None:
                 missing.append(len(cycle))
                 frame = stream._silence
+            if stream._encoding == "pcma":
+                alaw.append(len(cycle))
+            if stream.recorder is not None:
+                recorded.append(len(cycle))
             cycle.append(stream)
             payloads.append(payload)
             heard.append(frame)
             events = stream.events
-            if events is not None and events.active_digit is not None:
-                if now - stream.last_event_at > EVENT_TIMEOUT:
-                    events.expire()
+            if events is None:
+                self._in_band = True
+            elif events.active_digit is not None and now - stream.last_event_at > EVENT_TIMEOUT:
+                events.expire()
         if phase == PHASES - 1:
             self._frame_done()
 
     def _frame_done(self) -> None:
         """The 20 ms frame of every stream is in: detectors, operations, recordings."""
         streams, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
+        alaw, recorded, in_band = self._alaw, self._recorded, self._in_band
         self._cycle, self._payloads, self._heard, self._missing = [], [], [], []
+        self._alaw, self._recorded, self._in_band = [], [], False
         if not streams:
             return
-        engine_pcm = self._decode(payloads, streams)
-        caller_pcm = self._decode(heard, streams)
+        engine_pcm = self._decode(payloads, alaw)
+        caller_pcm = self._decode(heard, alaw)
         if missing:
             caller_pcm[missing] = 0
         slots = [stream.slot for stream in streams]
@@ -509,12 +542,12 @@ class MediaPlane:
         inbound[:] = 0
         inbound[slots] = caller_pcm
         voiced = self._vad.feed(inbound)
-        digits = self._dtmf.feed(inbound) if any(s.events is None for s in streams) else []
+        digits = self._dtmf.feed(inbound) if in_band else []
         pos = self._rec_frames % RECORD_RING
         self._rec_frames += 1
         if self._rec_frames % RTCP_CHECK_FRAMES == 0:
             self._send_reports()
-        recorded = [row for row, s in enumerate(streams) if s.recorder is not None]
+        recorded = [row for row in recorded if streams[row].recorder is not None]
         if recorded:
             ring = self._rec_ring
             rows = [slots[row] for row in recorded]
@@ -561,11 +594,13 @@ class MediaPlane:
         stream.recorder.write_interleaved(ring[start:end].tobytes())
 
     @staticmethod
-    def _decode(frames: list[bytes], streams: list[RtpStream]) -> np.ndarray:
-        """One 160-byte G.711 frame per stream → an (n, 160) int16 array, in one pass."""
+    def _decode(frames: list[bytes], alaw: list[int]) -> np.ndarray:
+        """One 160-byte G.711 frame per stream → an (n, 160) int16 array, in one pass.
+
+        ``alaw``: the rows in A-law; the others are μ-law.
+        """
         codes = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), -1)
         pcm = ulaw_decode(codes)
-        alaw = [row for row, s in enumerate(streams) if s._encoding == "pcma"]
         if alaw:
             pcm[alaw] = alaw_decode(codes[alaw])
         return pcm
