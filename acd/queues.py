@@ -306,7 +306,7 @@ class Lane:
         else:
             # (a list.insert moves pointers with one memmove; shifting a slice instead would
             # copy it and touch the reference count of every call moved)
-            i = self._index(entry, self._from_tail(k1))
+            i = self._index(entry)
             items.insert(i, entry)
             self.k1s.insert(i, k1)
             if i != self.start:
@@ -316,24 +316,9 @@ class Lane:
         if self.heads is not None:
             self._publish()
 
-    def _from_tail(self, k1: float) -> int:
-        """A lower bound for where ``k1`` goes, galloping back from the tail (1, 2, 4…
-        entries): a call re-entering a lane (familiar window over, widening) sorts among
-        the recent arrivals, so the search stays in the lane's warm end instead of starting
-        with probes in the middle of the array, each a likely cache miss."""
-        k1s, start = self.k1s, self.start
-        j = len(k1s) - 1
-        step = 1
-        while j > start:
-            if k1s[j] < k1:
-                return j + 1
-            j -= step
-            step += step
-        return start
-
-    def _index(self, entry: tuple, lo: int | None = None) -> int:
+    def _index(self, entry: tuple) -> int:
         k1s, k1 = self.k1s, entry[0]
-        i = bisect_left(k1s, k1, self.start if lo is None else lo)
+        i = bisect_left(k1s, k1, self.start)
         if i < len(k1s) and k1s[i] == k1:  # equal first components: compare the tuples
             i = bisect_left(self.items, entry, i, bisect_right(k1s, k1, i))
         return i
