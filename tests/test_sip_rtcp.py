@@ -170,7 +170,8 @@ def test_engine_sends_sender_reports_and_ignores_incoming_rtcp(engine_config: An
     assert all(i.ssrc == result["ssrc"] for i in infos)
     assert infos[1].packets > infos[0].packets > 50  # seconds of 50 packets/s
     assert infos[1].octets == 160 * infos[1].packets
-    assert 2.4 <= infos[1].ntp_seconds - infos[0].ntp_seconds <= 7.6
+    # 5 s × 0.5…1.5, looked at once a second by the media plane
+    assert 2.4 <= infos[1].ntp_seconds - infos[0].ntp_seconds <= 8.6
     # incoming RTCP was read and ignored; the call's audio went on
     assert result["rtcp_in"] == 1 and result["rtcp_bad"] == 1
     assert result["audio_after"] >= 160 * 40

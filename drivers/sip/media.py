@@ -134,7 +134,7 @@ class RtpStream:
         self._audio_pt = -1
         self.sending = False  # a plan that sends, and the stream not closed
         self.group = 0  # the phase of the media clock the stream sends on
-        self.rec_pending = 0  # frames of its recording in the plane's ring, not yet written
+        self.rec_from: int | None = None  # its first frame in the plane's ring not yet written
         self.sock: socket.socket | None = None  # the RTP socket (the transport's)
         self.send_errors = 0
         self.rtcp: Any = None  # the RTCP socket on port + 1, when that port could be bound
@@ -350,6 +350,8 @@ class MediaPlane:
         self._missing: list[int] = []  # ... rows without a caller frame
         self._alaw: list[int] = []  # ... rows in A-law
         self._recorded: list[int] = []  # ... rows with a recording
+        self._wants: list[int] = []  # ... rows whose operation takes the caller's audio
+        self._turns: list[list[RtpStream]] = [[] for _ in range(RECORD_RING)]  # by slot
         self._in_band = False  # ... some stream without telephone-event (in-band DTMF)
         self._rec_ring = np.zeros((capacity, RECORD_RING, FRAME_SAMPLES, 2), dtype="<i2")
         self._rec_frames = 0
@@ -421,7 +423,9 @@ class MediaPlane:
             stream.recorder = CallRecorder(path)
             self.on_event("recording.started", stream.channel.call_id, path=str(path))
         self.streams.append(stream)
-        stream.rec_pending = 0
+        stream.rec_from = None
+        if stream.recorder is not None:
+            self._turns[stream.slot % RECORD_RING].append(stream)
         stream.rtcp_schedule = RtcpSchedule(self.now())
         stream.group = min(range(PHASES), key=lambda g: len(self._groups[g]))
         self._groups[stream.group].append(stream)
@@ -434,7 +438,10 @@ class MediaPlane:
         if stream in self.streams:
             self.streams.remove(stream)
             self._groups[stream.group].remove(stream)
-            self._flush_recording(stream)
+            self._flush_recording(stream, self._rec_frames - 1)
+            turn = self._turns[stream.slot % RECORD_RING]
+            if stream in turn:
+                turn.remove(stream)
             self._free_slots.append(stream.slot)
         self._ports_in_use.discard(stream.port)
         stream.transport.close()
@@ -493,7 +500,8 @@ class MediaPlane:
         self._ready[phase] = ready
         now = self.now()
         cycle, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
-        alaw, recorded = self._alaw, self._recorded
+        alaw, recorded, wants = self._alaw, self._recorded, self._wants
+        frame_index = self._rec_frames
         for stream in group:
             try:
                 payload = stream.frame_out()
@@ -514,6 +522,11 @@ class MediaPlane:
                 alaw.append(len(cycle))
             if stream.recorder is not None:
                 recorded.append(len(cycle))
+                if stream.rec_from is None:
+                    stream.rec_from = frame_index
+            op = stream.channel.operation
+            if op is not None and op.wants_audio:
+                wants.append(len(cycle))
             cycle.append(stream)
             payloads.append(payload)
             heard.append(frame)
@@ -528,9 +541,9 @@ class MediaPlane:
     def _frame_done(self) -> None:
         """The 20 ms frame of every stream is in: detectors, operations, recordings."""
         streams, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
-        alaw, recorded, in_band = self._alaw, self._recorded, self._in_band
+        alaw, recorded, wants, in_band = self._alaw, self._recorded, self._wants, self._in_band
         self._cycle, self._payloads, self._heard, self._missing = [], [], [], []
-        self._alaw, self._recorded, self._in_band = [], [], False
+        self._alaw, self._recorded, self._wants, self._in_band = [], [], [], False
         if not streams:
             return
         engine_pcm = self._decode(payloads, alaw)
@@ -543,7 +556,8 @@ class MediaPlane:
         inbound[slots] = caller_pcm
         voiced = self._vad.feed(inbound)
         digits = self._dtmf.feed(inbound) if in_band else []
-        pos = self._rec_frames % RECORD_RING
+        frame_index = self._rec_frames
+        pos = frame_index % RECORD_RING
         self._rec_frames += 1
         if self._rec_frames % RTCP_CHECK_FRAMES == 0:
             self._send_reports()
@@ -553,14 +567,13 @@ class MediaPlane:
             rows = [slots[row] for row in recorded]
             ring[rows, pos, :, 0] = caller_pcm[recorded]
             ring[rows, pos, :, 1] = engine_pcm[recorded]
-        for row, stream in enumerate(streams):
+        for row in wants:  # operations taking the caller's audio (record)
+            stream = streams[row]
             op = stream.channel.operation
             if op is not None and op.wants_audio:
                 op.frame_in(caller_pcm[row], bool(voiced[stream.slot]))
-            if stream.recorder is not None:
-                stream.rec_pending += 1
-                if stream.slot % RECORD_RING == pos:  # each stream's turn once per ring
-                    self._flush_recording(stream)
+        for stream in self._turns[pos]:  # each recording's turn comes once per ring
+            self._flush_recording(stream, frame_index)
         if digits:
             by_slot = {s.slot: s for s in streams if s.in_band_dtmf}
             for event in digits:
@@ -580,18 +593,21 @@ class MediaPlane:
                 except Exception:  # a report that cannot go out must not stop the media
                     log.exception("rtcp.send_failed", call_id=stream.channel.call_id)
 
-    def _flush_recording(self, stream: RtpStream) -> None:
-        """Append the stream's frames waiting in the ring to its recording file."""
-        pending, stream.rec_pending = stream.rec_pending, 0
-        if pending == 0 or stream.recorder is None:
+    def _flush_recording(self, stream: RtpStream, last: int) -> None:
+        """Append the stream's frames in the ring, up to frame ``last``, to its recording."""
+        first, recorder = stream.rec_from, stream.recorder
+        if first is None or recorder is None or last < first:
             return
-        end = (self._rec_frames - 1) % RECORD_RING + 1  # after the last frame written
-        start = end - pending
+        stream.rec_from = last + 1
+        first = max(first, last - RECORD_RING + 1)  # (never more than a ring waits)
+        start = first % RECORD_RING
+        end = start + last - first + 1
         ring = self._rec_ring[stream.slot]
-        if start < 0:
-            stream.recorder.write_interleaved(ring[start % RECORD_RING :].tobytes())
-            start = 0
-        stream.recorder.write_interleaved(ring[start:end].tobytes())
+        if end <= RECORD_RING:
+            recorder.write_interleaved(ring[start:end].tobytes())
+        else:
+            recorder.write_interleaved(ring[start:].tobytes())
+            recorder.write_interleaved(ring[: end - RECORD_RING].tobytes())
 
     @staticmethod
     def _decode(frames: list[bytes], alaw: list[int]) -> np.ndarray:
