@@ -4,8 +4,10 @@ This is the project's one interface to SIP message syntax (RFC 3261 §7, §20, �
 is the project's own: aiosipua 0.7.1's ``SipMessage.parse`` accepts all nineteen invalid
 messages of RFC 4475 §3.1.2 (negative or oversized Content-Length, SIP/7.0, CSeq method
 mismatch, 10-digit status codes …), so it cannot stand between the network and the engine.
-aiosipua stays the signalling engine (transactions, dialogs): :func:`to_aiosipua` hands it a
-message this module has already validated, and it is the only place here that imports it.
+The transactions and dialogs are the project's own plain objects too (``uas.py``, ``uac.py``,
+``trunk.py``; docs/sip.md says why); aiosipua stays pinned behind :func:`to_aiosipua` /
+:func:`from_aiosipua` as an independent second parser that the tests round-trip every accepted
+message through. This is the only module that imports it.
 
 Framing follows the datagram rules of RFC 3261 §18.3: octets beyond Content-Length are
 dropped, a body shorter than Content-Length is an error. Every syntax problem raises
