@@ -55,6 +55,7 @@ CALL_EVENTS = (
 )
 STATE_EVENTS = ("queue.agent_status", "queue.agent_state")
 MAX_BODY = 16 * 1024
+TOKEN_KEY = web.RequestKey("token", str)  # the bearer token of an authenticated request
 ADDRESS_FACTOR = 4  # failures from one address before it is locked: 4x the per-user limit
 
 class ApiError(Exception):
@@ -201,7 +202,7 @@ class AgentApi:
     def _authed(self, handler: Callable[[web.Request, User], Awaitable[Any]]) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             user, token = self._user(request, allow_query=False)
-            request["token"] = token
+            request[TOKEN_KEY] = token
             result = await handler(request, user)
             return result if isinstance(result, web.StreamResponse) else _json(200, result)
 
@@ -265,7 +266,7 @@ class AgentApi:
                            "agent_id": user.agent_id, "username": user.username})
 
     async def _logout(self, request: web.Request, user: User) -> dict[str, Any]:
-        self.tokens.revoke(request["token"])
+        self.tokens.revoke(request[TOKEN_KEY])
         log.info("api.logout", username=user.username)
         return {"ok": True}
 
