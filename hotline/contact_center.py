@@ -317,15 +317,7 @@ class ContactCenter:
                     call_id, queue, self._now(), priority=priority, caller=channel.caller or None
                 )
             )
-            if not waiting.decided.done():
-                hold = asyncio.create_task(self._hold(waiting), name=f"hold {call_id}")
-                try:
-                    await asyncio.shield(waiting.decided)
-                finally:
-                    hold.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await hold
-            decision = waiting.decided.result()
+            decision = await self._await_decision(waiting)
             if isinstance(decision, TransferResult):
                 if decision.status == "callback" and not channel.hung_up:
                     prompt = await self.speech.prompt("queue.callback_confirm", CALLBACK_CONFIRM)
