@@ -67,6 +67,27 @@ async def phone_rings(phone: SeatPhone, timeout: float = 30) -> None:
     await wait_for(lambda: phone.invite is not None, timeout)
 
 
+async def exchange_tones(
+    engine: Any, caller: SipCaller, phone: SeatPhone
+) -> tuple[np.ndarray, np.ndarray]:
+    """Once the SIP caller and the seat are bridged (the agent id read out first), the seat
+    says 1400 Hz and the caller 600 Hz for a second: what each side received meanwhile."""
+
+    def bridged() -> bool:
+        legs = engine.sip.channels.values()
+        return sum(type(ch.operation).__name__ == "_Bridge" for ch in legs) == 2
+
+    await wait_for(bridged, 30)
+    await asyncio.sleep(0.3)
+    mark_caller, mark_seat = len(caller.received), len(phone.received)
+    phone.say(sine(1400, 1000, -10))
+    caller.say(sine(600, 1000, -10))
+    await asyncio.sleep(1.2)
+    to_caller = ulaw_decode(bytes(caller.received[mark_caller:]))
+    to_seat = ulaw_decode(bytes(phone.received[mark_seat:]))
+    return to_caller, to_seat
+
+
 def test_a_sip_seat_rings_answers_and_both_sides_hear_each_other(seat_config: Any) -> None:
     async def body(engine: Any) -> dict[str, Any]:
         events = queue_events(engine)
@@ -186,18 +207,7 @@ def test_a_sip_caller_s_bye_reaches_the_sip_seat_and_the_recording_has_both_side
             phone.answer()
             await wait_for(lambda: said(plays, "为您服务"))
 
-            def bridged() -> bool:
-                legs = engine.sip.channels.values()
-                return sum(type(ch.operation).__name__ == "_Bridge" for ch in legs) == 2
-
-            await wait_for(bridged, 30)
-            await asyncio.sleep(0.3)
-            mark_caller, mark_seat = len(caller.received), len(phone.received)
-            phone.say(sine(1400, 1000, -10))
-            caller.say(sine(600, 1000, -10))
-            await asyncio.sleep(1.2)
-            to_caller = ulaw_decode(bytes(caller.received[mark_caller:]))
-            to_seat = ulaw_decode(bytes(phone.received[mark_seat:]))
+            to_caller, to_seat = await exchange_tones(engine, caller, phone)
             caller.bye()
             await wait_for(lambda: "BYE" in phone.methods(), 10)
             await engine.idle()
@@ -587,20 +597,7 @@ def test_sip_agent_holds_then_blind_transfers_the_caller_to_another_sip_seat(
             second.answer()
             await wait_for(lambda: engine.agent_status("1002")["state"] == "on_call", 30)
             await wait_for(lambda: said(plays, f"工号{say('digits', '1002')}为您服务"), 30)
-            await wait_for(  # the agent id read out, then caller and seat bridged
-                lambda: sum(
-                    type(ch.operation).__name__ == "_Bridge" for ch in engine.sip.channels.values()
-                )
-                == 2,
-                30,
-            )
-            await asyncio.sleep(0.3)
-            mark_caller, mark_seat = len(caller.received), len(second.received)
-            second.say(sine(1400, 1000, -10))
-            caller.say(sine(600, 1000, -10))
-            await asyncio.sleep(1.2)
-            to_caller = ulaw_decode(bytes(caller.received[mark_caller:]))
-            to_seat = ulaw_decode(bytes(second.received[mark_seat:]))
+            to_caller, to_seat = await exchange_tones(engine, caller, second)
             caller.bye()
             await wait_for(lambda: "BYE" in second.methods(), 10)
             await engine.idle()
