@@ -162,33 +162,26 @@ class DigestClient:
             f'nonce="{_q(challenge.nonce)}"',
             f'uri="{_q(uri)}"',
         ]
+        qop, nc, cnonce = None, "", ""
         if "auth" in challenge.qop:
             if len(self._counts) > 16:  # only the newest nonces matter
                 self._counts.clear()
             count = self._counts.get(challenge.nonce, 0) + 1
             self._counts[challenge.nonce] = count
-            nc, cnonce = f"{count:08x}", self._cnonce()
-            response = compute_response(
-                ha1,
-                method=method,
-                uri=uri,
-                nonce=challenge.nonce,
-                algorithm=challenge.algorithm,
-                qop="auth",
-                nc=nc,
-                cnonce=cnonce,
-            )
-            parts += [f'response="{response}"', "qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
-        else:
-            response = compute_response(
-                ha1,
-                method=method,
-                uri=uri,
-                nonce=challenge.nonce,
-                algorithm=challenge.algorithm,
-                qop=None,
-            )
-            parts.append(f'response="{response}"')
+            qop, nc, cnonce = "auth", f"{count:08x}", self._cnonce()
+        response = compute_response(
+            ha1,
+            method=method,
+            uri=uri,
+            nonce=challenge.nonce,
+            algorithm=challenge.algorithm,
+            qop=qop,
+            nc=nc,
+            cnonce=cnonce,
+        )
+        parts.append(f'response="{response}"')
+        if qop is not None:
+            parts += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
         parts.append(f"algorithm={challenge.algorithm}")
         if challenge.opaque is not None:
             parts.append(f'opaque="{_q(challenge.opaque)}"')
