@@ -12,6 +12,9 @@ not see virtual time race ahead of it: executor jobs and subprocesses are tracke
 automatically, and any other awaited outside work is wrapped in :func:`real_work`. While such
 work is pending the loop waits in real time and virtual time stands still.
 
+:class:`DeadlineTimer` keeps one loop timer at a plain object's next deadline (the ACD core's,
+the SIP client transactions'), re-arming it only when that deadline moves.
+
 It is written here rather than taken from a test plugin because the scenario runner and the
 load benchmark use it outside pytest, with the same loop the engine runs on.
 """
@@ -130,6 +133,35 @@ class _FastForwardSelector(selectors.BaseSelector):
             return self._real.select(None)  # nothing scheduled at all: only I/O can wake us
         self._loop.advance(timeout)
         return []
+
+
+class DeadlineTimer:
+    """One loop timer at a deadline that moves: :meth:`set` re-arms it only when the deadline
+    changes (``None``: no timer); ``on_due(deadline)`` runs when it is reached."""
+
+    def __init__(self, on_due: Callable[[float], None]) -> None:
+        self._on_due = on_due
+        self._handle: asyncio.TimerHandle | None = None
+        self.at: float | None = None
+
+    def set(self, loop: asyncio.AbstractEventLoop | None, deadline: float | None) -> None:
+        if deadline == self.at:
+            return
+        self.cancel()
+        self.at = deadline
+        if deadline is not None and loop is not None:
+            self._handle = loop.call_at(deadline, self._fire, deadline)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.at = None
+
+    def _fire(self, deadline: float) -> None:
+        self._handle = None
+        self.at = None
+        self._on_due(deadline)
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):

@@ -80,6 +80,7 @@ from acd.events import (
 )
 from acd.matcher import Acd
 from drivers.channel import Channel, Playable, Reason, Result
+from drivers.clock import DeadlineTimer
 from drivers.media.tones import sine
 from hotline.bus import Bus
 from hotline.queue_config import ContactCenterDefinition, QueueDefinition
@@ -193,8 +194,7 @@ class ContactCenter:
         self._callbacks: dict[str, _Callback] = {}  # call id -> caller waiting for a callback
         self._pending: deque[Action] = deque()
         self._applying = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer)  # at the core's next deadline
         self._last_now = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -219,9 +219,7 @@ class ContactCenter:
         if self._audit is not None:
             self._audit.cancel()
             self._audit = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
         for leg in list(self._legs.values()):
             await leg.hangup()
         self._legs.clear()
@@ -999,19 +997,9 @@ class ContactCenter:
 
     def _schedule(self) -> None:
         """One loop timer at the core's next deadline."""
-        deadline = None if self._stopped else self.acd.next_deadline()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer, deadline)
+        self._timer.set(self._loop, None if self._stopped else self.acd.next_deadline())
 
     def _on_timer(self, deadline: float) -> None:
-        self._timer = None
-        self._timer_at = None
         self._last_now = max(self._now(), deadline)
         self._apply(self.acd.tick(self._last_now))
 

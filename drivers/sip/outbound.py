@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 
 from drivers.channel import HangupCause
+from drivers.clock import DeadlineTimer
 from drivers.sip.channel import OutboundSipChannel
 from drivers.sip.media import MediaError
 from drivers.sip.message import ParseError, parse_sip_uri
@@ -101,8 +102,7 @@ class OutboundCalls:
         self.seats_up: set[str] = set()
         self._misses: dict[str, int] = {}  # "seat\ncontact" -> keepalives missed in a row
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer)  # the UAC's next retransmission/timeout
         self._keepalive: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,10 +115,11 @@ class OutboundCalls:
             self._keepalive = self._loop.call_later(self.keepalive_interval, self._on_keepalive)
 
     def stop(self) -> None:
-        for handle in (self._timer, self._keepalive, self._expiry):
+        self._timer.cancel()
+        for handle in (self._keepalive, self._expiry):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._keepalive = self._expiry = None
+        self._keepalive = self._expiry = None
         for task in list(self._tasks):
             task.cancel()
 
@@ -282,21 +283,10 @@ class OutboundCalls:
 
     def _arm(self) -> None:
         """One loop timer at the UAC's next retransmission or timeout."""
-        if self.uac is None or self._loop is None:
-            return
-        deadline = self.uac.next_deadline
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        if self.uac is not None and self._loop is not None:
+            self._timer.set(self._loop, self.uac.next_deadline)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
+    def _on_timer(self, _deadline: float) -> None:
         assert self.uac is not None and self._loop is not None
         try:
             self._handle(self.uac.tick(self._loop.time()))
