@@ -37,6 +37,7 @@ from typing import Any
 from acd.agents import Agent
 from acd.queues import Announcements, CallbackOffer, ExpertWidening, FamiliarAgent, QueueConfig
 from acd.strategies import Strategy
+from hotline.seats import is_seat
 from ivr.flow.loader import parse_document
 from ivr.flow.model import FlowError, Pos
 
@@ -44,7 +45,6 @@ AGENTS_FILE = "agents.yaml"
 DEFAULT_WAITING_PROMPT = "坐席正忙，请您耐心等待，我们将尽快为您服务。"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _AGENT_ID = re.compile(r"^[0-9]{3,8}$")
-_SEAT = re.compile(r"^(s[1-9][0-9]*|sip:[0-9A-Za-z._\-]{1,32})$")  # station line or SIP seat
 
 # yaml key -> QueueConfig field, for keys that are renamed
 _DESTINATIONS = {
@@ -331,7 +331,7 @@ def load_agents_text(text: str, file: str) -> tuple[dict[str, SeatedAgent], list
         if not isinstance(name, str):
             problems.append(FlowError.at(doc.value_pos(here + ("name",)), "name must be text"))
         seat = entry.get("seat")
-        if not isinstance(seat, str) or not _SEAT.match(seat):
+        if not is_seat(seat):
             problems.append(
                 FlowError.at(
                     doc.value_pos(here + ("seat",)),

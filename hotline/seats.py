@@ -30,11 +30,16 @@ class SeatUnavailable(RuntimeError):
     """The seat cannot ring now (no such line, phone not registered, no SIP endpoint)."""
 
 
+def is_seat(seat: object) -> bool:
+    """``seat`` names a station line (``s1``) or a SIP seat (``sip:1001``)."""
+    return isinstance(seat, str) and bool(_STATION.match(seat) or _SIP_SEAT.match(seat))
+
+
 def check_seat(seat: str) -> str:
     """``seat`` if it names a station line (``s1``) or a SIP seat (``sip:1001``).
 
     Anything else raises ValueError."""
-    if not isinstance(seat, str) or not (_STATION.match(seat) or _SIP_SEAT.match(seat)):
+    if not is_seat(seat):
         raise ValueError(
             f"seat {seat!r}: a seat is a station line of the board (s1, s2 …) or a registered"
             " SIP seat (sip:1001)"
