@@ -11,12 +11,15 @@ A caller goes through the bill lookup the way a person would: it waits until the
 spoken and then stayed silent for ``QUIET_FRAMES`` frames (a prompt ended and the flow waits
 for keys), presses the next keys, and so on; at the end the engine says goodbye and sends
 BYE, which the caller answers. Any other ending (a final status other than 200, no answer,
-no BYE in time) is a failed call.
+no BYE in time) is a failed call. With ``think`` > 0 each caller also waits 0 to ``think``
+seconds (uniformly at random) before pressing keys, as people do, so calls placed together
+drift apart; with 0 (the default) they stay in lock step, the harder load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import secrets
 import socket
@@ -75,9 +78,11 @@ class Call:
 class Generator:
     """Places calls at the engine and keeps their media going (see the module docstring)."""
 
-    def __init__(self, engine_port: int, *, called: str = "95598") -> None:
+    def __init__(self, engine_port: int, *, called: str = "95598", think: float = 0.0) -> None:
         self.engine = (HOST, engine_port)
         self.called = called
+        self.think = think  # s: each caller waits 0…think (uniform) after a prompt's pause
+        self.random = random.Random(95598)
         self.calls: dict[str, Call] = {}
         self.by_rtp: dict[int, Call] = {}
         self.active: list[Call] = []
@@ -273,6 +278,8 @@ class Generator:
             if call.bye:
                 call.failure = f"engine hung up before keys {keys!r}"
                 return
+            if self.think > 0:  # a person takes a moment to answer; robots answer in step
+                await asyncio.sleep(self.random.uniform(0.0, self.think))
             assert call.sender is not None
             for key in keys.format(account=call.account):
                 call.sender.send_digit(key, 100)

@@ -82,6 +82,7 @@ class StallWatch:
 
         self.meter = meter
         self.main = threading.get_ident()
+        self.main_native = threading.get_native_id()
         self.seen: collections.Counter[str] = collections.Counter()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -89,16 +90,28 @@ class StallWatch:
     def _run(self) -> None:
         import traceback
 
+        task = f"/proc/self/task/{self.main_native}"
+        syscalls = {
+            "232": "epoll_wait", "281": "epoll_pwait", "1": "write", "0": "read",
+            "202": "futex", "44": "sendto", "45": "recvfrom", "47": "recvmsg",
+            "230": "clock_nanosleep", "74": "fsync", "75": "fdatasync",
+        }  # fmt: skip
         while True:
             time.sleep(0.01)
             if time.monotonic() - self.meter.last_tick > 0.03:
+                try:  # the OS's view: running (R), sleeping (S, in which call), disk (D)
+                    state = open(f"{task}/stat").read().rsplit(")", 1)[1].split()[0]
+                    call = open(f"{task}/syscall").read().split()[0]
+                except OSError:
+                    state, call = "?", "?"
                 frame = sys._current_frames().get(self.main)
+                where = f"[{state} {syscalls.get(call, call)}]"
                 if frame is not None:
                     stack = traceback.extract_stack(frame)[-8:]
-                    where = " < ".join(
+                    where += " " + " < ".join(
                         f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in reversed(stack)
                     )
-                    self.seen[where] += 1
+                self.seen[where] += 1
 
     def report(self) -> None:
         for where, count in self.seen.most_common(12):
@@ -117,16 +130,24 @@ class Meter:
         self.send_late = np.zeros(MAX_SAMPLES)
         self.cost = np.zeros(MAX_SAMPLES)
         self.cpu = np.zeros(MAX_SAMPLES)  # CPU time of the tick (preemption not counted)
-        self.sending = np.zeros(MAX_SAMPLES)  # time spent in the tick's sending loop
         self.n = 0
+        self.sends = 0  # batches sent (one per stream group and 5 ms phase)
+        media.on_sent = self._sent
         self.max_streams = 0
         self.cpu0 = self.wall0 = 0.0
         self.resyncs0 = 0
         self.packets0 = (0, 0)
         self.last_tick = time.monotonic()
+        self.pacer_cpu0 = 0.0
+
+    def _pacer_cpu(self) -> float:
+        pacer = self.media._pacer
+        return pacer.cpu_time() if pacer is not None else 0.0
 
     def mark(self) -> None:
         self.n = 0
+        self.sends = 0
+        self.pacer_cpu0 = self._pacer_cpu()
         self.max_streams = 0
         self.cpu0, self.wall0 = time.process_time(), time.monotonic()
         self.resyncs0 = self.clock.resyncs
@@ -144,22 +165,26 @@ class Meter:
         i = self.n
         if i < MAX_SAMPLES:
             self.late[i] = t0 - deadline
-            sent = self.media.last_sent_at or t1
-            self.send_late[i] = sent - deadline
             self.cost[i] = t1 - t0
             self.cpu[i] = c1 - c0
-            self.sending[i] = sent - t0
             self.n = i + 1
         streams = len(self.media.streams)
         if streams > self.max_streams:
             self.max_streams = streams
+
+    def _sent(self, deadline: float, sent_at: float, packets: int) -> None:
+        """A batch went out (in the pacer's thread, or in the tick without one)."""
+        i = self.sends
+        if i < MAX_SAMPLES:
+            self.send_late[i] = sent_at - deadline
+            self.sends = i + 1
 
     def report(self) -> dict:
         n = self.n
         wall = time.monotonic() - self.wall0
         cpu = time.process_time() - self.cpu0
 
-        def pct(values: np.ndarray) -> dict:
+        def pct(values: np.ndarray, n: int = n) -> dict:
             if n == 0:
                 return {"p50": 0.0, "p99": 0.0, "max": 0.0}
             v = values[:n] * 1000
@@ -169,18 +194,22 @@ class Meter:
                 "max": round(float(v.max()), 2),
             }
 
-        send = self.send_late[:n]
+        sends = self.sends
+        send = self.send_late[:sends]
+
         return {
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
             "cpu_pct": round(100 * cpu / wall, 1) if wall else 0.0,
             "ticks": n,
             "tick_late_ms": pct(self.late),
-            "send_late_ms": pct(self.send_late),
+            "send_late_ms": pct(self.send_late, sends),
+            "send_batches": sends,
             "tick_cost_ms": pct(self.cost),
             "tick_cpu_ms": pct(self.cpu),
-            "send_loop_ms": pct(self.sending),
             "ticks_cpu_s": round(float(self.cpu[:n].sum()), 2),
+            "pacer_cpu_s": round(self._pacer_cpu() - self.pacer_cpu0, 2),
+            "pacer": self.media._pacer is not None,
             "send_late_over_5ms": int((send > 0.005).sum()),
             "resyncs": self.clock.resyncs - self.resyncs0,
             "max_streams": self.max_streams,

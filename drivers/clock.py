@@ -57,6 +57,7 @@ class MediaClock:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start = 0.0
         self._handle: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # of the tick being run (loop time)
 
     @property
     def running(self) -> bool:
@@ -89,6 +90,8 @@ class MediaClock:
         if late > self.max_lag:
             self.resyncs += 1
             self._start = self._loop.time() - self.ticks * self.period
+            deadline = self._start + self.ticks * self.period
+        self.deadline = deadline
         try:
             self._on_tick(self.ticks)
         finally:

@@ -68,3 +68,17 @@ def test_recording_of_real_speech_ends_on_the_trailing_silence():
     spoken = len(speech) // BLOCK
     assert np.mean(voiced[:spoken]) > 0.8
     assert not any(voiced[spoken + 10 :])  # silent after the 200 ms hangover
+
+
+def test_feeding_some_channels_matches_feeding_all_and_leaves_the_others_alone():
+    loud_block = sine(1000, 20, -20.0)
+    quiet = np.zeros(BLOCK, dtype=np.int16)
+    full, part = VoiceActivityDetector(4), VoiceActivityDetector(4)
+    for frame in ([loud_block, quiet, quiet, loud_block], [quiet] * 4, [quiet] * 4):
+        block = np.stack(frame)
+        expected = full.feed(block)
+        assert part.feed_rows(block[[0, 3]], [0, 3]).tolist() == expected[[0, 3]].tolist()
+    # channel 3 was loud 40 ms ago (hangover); channel 1 was never fed and is still silent
+    assert part.feed_rows(np.stack([quiet, quiet]), [3, 1]).tolist() == [True, False]
+    with pytest.raises(ValueError):
+        part.feed_rows(np.stack([quiet]), [0, 1])

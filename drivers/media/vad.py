@@ -14,6 +14,8 @@ G.711 channel noise (about −65 dBm0) and below quiet speech (about −35 dBm0)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from drivers.media.tones import dbm0_to_rms
@@ -54,4 +56,19 @@ class VoiceActivityDetector:
         loud = np.var(block, axis=1, dtype=np.float64) >= self._threshold_power
         in_hangover = self._quiet < self._hangover
         self._quiet = np.where(loud, 0, self._quiet + block.shape[1])
+        return loud | in_hangover
+
+    def feed_rows(self, block: np.ndarray, channels: Sequence[int]) -> np.ndarray:
+        """Like :meth:`feed` for some channels only: row ``i`` of ``block`` is ``channels[i]``.
+
+        The other channels keep their state, as if nothing had been fed to them.
+        """
+        block = np.asarray(block)
+        if block.ndim != 2 or block.shape[0] != len(channels):
+            raise ValueError(f"expected a ({len(channels)}, n) block, got {block.shape}")
+        index = np.asarray(channels, dtype=np.intp)
+        loud = np.var(block, axis=1, dtype=np.float64) >= self._threshold_power
+        quiet = self._quiet[index]
+        in_hangover = quiet < self._hangover
+        self._quiet[index] = np.where(loud, 0, quiet + block.shape[1])
         return loud | in_hangover

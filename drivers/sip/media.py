@@ -4,32 +4,35 @@
 any port the OS gives when both are 0) and drives all streams from a single
 :class:`~drivers.clock.MediaClock` — no task per stream. The clock ticks every 5 ms on
 absolute deadlines; each stream belongs to one of four groups and is served every 20 ms on its
-group's phase, so one phase sends a quarter of the packets and every packet leaves within a
-few ms of its deadline even with hundreds of calls. On its phase, for every stream of the group:
+group's phase, so one phase handles a quarter of the streams. On its phase, for every stream
+of the group:
 
-- the packets made one frame ago are sent first, in one tight loop;
 - the channel's running operation gives the engine's next 20 ms frame (``frame_out``); a
   prompt is sent from its pre-encoded G.711 (``Playable.encoded``; a read-out composed for the
-  call is encoded whole once), with nothing to play G.711 silence keeps the stream (and NAT
-  bindings) alive; the RTP packet for it is made now and sent on the next phase of the group;
+  call is encoded whole once), and inside a prompt only the next 160 bytes are sliced and the
+  play's position moved; with nothing to play G.711 silence keeps the stream (and NAT
+  bindings) alive; the RTP packet for it is made now, due one frame (20 ms) later;
 - the caller's next buffered frame (a plain FIFO of G.711 payloads, no jitter buffer yet) is
   taken.
 
-After the fourth phase the frame is complete for all streams, and the rest is done once for
-all of them with numpy: both directions are decoded in one pass, the caller's audio goes to
-the voice activity detector, to the in-band DTMF detector when some call has no
-telephone-event, to the operation when it wants audio (record), and with the engine's audio
-(as sent, decoded) into a ring of the last 0.5 s of every call's stereo recording (caller
-left, engine right), which each call writes to its file in one piece twice a second, on its
-own turn, and at its end.
+The packets made on a phase go to the :class:`~drivers.sip.pacer.RtpPacer`, whose thread sends
+them at their deadline even when the loop is busy (without a pacer, on a virtual-time loop,
+the tick sends the packets it made a frame ago first). After the fourth phase the frame is
+complete for all streams, and the rest is done once for all of them with numpy: both
+directions are decoded in one pass, the caller's audio goes to the in-band DTMF detector when
+some call has no telephone-event, to the operations that want audio (record, bridge) with a
+voice-activity decision, and with the engine's audio (as sent, decoded) into a ring of the
+last 0.5 s of every call's stereo recording (caller left, engine right), which each call
+writes to its file in one piece twice a second, on its own turn, and at its end.
 
 RTP is symmetric: packets go to the address of the SDP offer until the caller's first packet
-arrives, then to where it came from; packets from any other source are dropped (counted in
-``foreign_packets``), so a stray sender cannot take a call's audio over. Plain audio packets
+arrives, then to where it came from, and the socket is connected to that address, so the
+kernel drops any other source's packets (those already queued are dropped here and counted
+in ``foreign_packets``): a stray sender cannot take a call's audio over. Plain audio packets
 take a fast path (no header parsing beyond the first two octets); RFC 4733 digits are decoded
-by :class:`~drivers.sip.rtp.TelephoneEventReceiver` as packets arrive. The in-band detector
-and VAD are vectorized over ``capacity`` slots; the plane doubles them (forgetting partial
-tones) when calls outgrow it.
+by :class:`~drivers.sip.rtp.TelephoneEventReceiver` as packets arrive. The in-band detector is
+vectorized over ``capacity`` slots; the plane doubles them (forgetting partial tones) when
+calls outgrow it.
 
 Minimal RTCP (:mod:`drivers.sip.rtcp`): each stream also binds RTP port + 1 (when free) and
 sends a sender report with its CNAME there about every 5 s; RTCP arriving is checked, counted
@@ -52,7 +55,7 @@ import numpy as np
 import structlog
 
 from drivers.channel import FRAME_SAMPLES
-from drivers.clock import FRAME_SECONDS, MediaClock
+from drivers.clock import FRAME_SECONDS, MediaClock, VirtualClockLoop
 from drivers.media.dtmf import DtmfDetector
 from drivers.media.g711 import (
     ALAW_SILENCE,
@@ -64,6 +67,8 @@ from drivers.media.g711 import (
 )
 from drivers.media.recorder import CallRecorder
 from drivers.media.vad import VoiceActivityDetector
+from drivers.operations import _Operation
+from drivers.sip.pacer import RtpPacer, SentHook
 from drivers.sip.rtcp import RtcpError, RtcpSchedule, parse_compound, sender_report
 from drivers.sip.rtp import RtpError, RtpPacket, RtpSender, TelephoneEventReceiver
 from drivers.sip.sdp import MediaPlan
@@ -80,6 +85,9 @@ _CODECS = {
     "pcmu": (ulaw_encode, ulaw_decode, ULAW_SILENCE),
     "pcma": (alaw_encode, alaw_decode, ALAW_SILENCE),
 }
+
+
+_SILENT_FRAME_OUT = _Operation.frame_out  # an operation that never sends audio (collect)
 
 
 class MediaError(RuntimeError):
@@ -125,6 +133,7 @@ class RtpStream:
         self.packets_in = 0
         self.packets_out = 0
         self.latched: tuple[str, int] | None = None  # the caller's RTP source, once seen
+        self._fast: tuple[Any, int, bytes, int] | None = None  # (play, item, its bytes, limit)
         self.foreign_packets = 0
         self._encode: Any = ulaw_encode
         self._decode: Any = ulaw_decode
@@ -137,6 +146,7 @@ class RtpStream:
         self.rec_from: int | None = None  # its first frame in the plane's ring not yet written
         self.sock: socket.socket | None = None  # the RTP socket (the transport's)
         self.send_errors = 0
+        self.connected = False  # the socket is connected to the latched caller address
         self.rtcp: Any = None  # the RTCP socket on port + 1, when that port could be bound
         self.rtcp_remote: tuple[str, int] | None = None
         self.rtcp_schedule: RtcpSchedule | None = None
@@ -247,6 +257,7 @@ class RtpStream:
             return
         if self.latched is None:
             self.latched = self.remote = addr  # symmetric RTP: answer where the caller sends from
+            self._connect(addr)
         elif addr != self.latched:
             self.foreign_packets += 1  # another source: dropped, it cannot take the stream over
             return
@@ -264,14 +275,42 @@ class RtpStream:
         elif packet.payload_type == self.plan.payload_type and packet.payload:
             self.inbound.append(packet.payload)
 
+    def _connect(self, addr: tuple[str, int]) -> None:
+        """Connect the socket to the latched caller: the kernel then drops other sources'
+        packets before they cost anything, and sending needs no address."""
+        if self.sock is None:
+            return
+        try:
+            self.sock.connect(addr)
+        except OSError as exc:  # stays unconnected: sendto and the source check still work
+            log.debug("rtp.connect_failed", call_id=self.channel.call_id, error=str(exc))
+            return
+        self.connected = True
+
     def frame_out(self) -> bytes:
         """The engine's next 20 ms frame in the codec's bytes (silence with nothing to play).
 
         A cached prompt is sliced from its pre-encoded bytes; anything else is encoded now.
+        The frames inside a prompt (neither its first nor its last, which start and end it)
+        take a fast path that only moves the play's position: this runs for every stream
+        every 20 ms.
         """
         op = self.channel.operation
         if op is None:
             return self._silence
+        fast = self._fast
+        if fast is not None and fast[0] is op:
+            pos = op.pos
+            if pos < fast[3] and op.index == fast[1]:
+                op.pos = pos + FRAME_SAMPLES
+                return fast[2][pos : pos + FRAME_SAMPLES]
+        if type(op).frame_out is _SILENT_FRAME_OUT:
+            return self._silence
+        return self._frame_out(op)
+
+    def _frame_out(self, op: Any) -> bytes:
+        """:meth:`frame_out` for anything but the middle of a pre-encoded prompt."""
+        self._fast = None
         items = getattr(op, "items", None)
         if items is None:
             pcm = op.frame_out()
@@ -287,6 +326,8 @@ class RtpStream:
                 # not pre-encoded (a read-out composed for this call): encode it whole, once
                 encoded = item.encoded[self._encoding] = self._encode(item.samples).tobytes()
             if encoded and pos < len(encoded) and len(encoded) == len(item.samples):
+                if op.index == index:  # the prompt goes on: its next frames take the fast path
+                    self._fast = (op, index, encoded, len(encoded) - FRAME_SAMPLES)
                 chunk = encoded[pos : pos + FRAME_SAMPLES]
                 if len(chunk) < FRAME_SAMPLES:
                     chunk += bytes([self._silence_code]) * (FRAME_SAMPLES - len(chunk))
@@ -321,6 +362,7 @@ class MediaPlane:
         on_event: Callable[..., None] | None = None,
         wall_clock: Callable[[], dt.datetime] | None = None,
         capacity: int = 16,
+        pacer: bool | None = None,
     ) -> None:
         if (port_min or port_max) and not 0 < port_min <= port_max < 65536:
             raise MediaError(f"bad RTP port range {port_min}-{port_max}")
@@ -341,7 +383,9 @@ class MediaPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.packets_in = 0  # RTP packets received / sent on all streams
         self.packets_out = 0
-        self.last_sent_at = 0.0  # time.monotonic() when the last phase's packets were sent
+        self.on_sent: SentHook | None = None  # (deadline, sent_at, packets) after each batch
+        self._use_pacer = pacer  # None: a pacer thread unless the loop's time is virtual
+        self._pacer: RtpPacer | None = None
         self._groups: list[list[RtpStream]] = [[] for _ in range(PHASES)]
         self._ready: list[list[tuple[RtpStream, list[bytes]]]] = [[] for _ in range(PHASES)]
         self._cycle: list[RtpStream] = []  # streams done in this 20 ms frame so far
@@ -351,6 +395,8 @@ class MediaPlane:
         self._alaw: list[int] = []  # ... rows in A-law
         self._recorded: list[int] = []  # ... rows with a recording
         self._wants: list[int] = []  # ... rows whose operation takes the caller's audio
+        self._slots: list[int] = []  # ... the streams' slots
+        self._closed_in_frame = False  # a stream closed since the frame began
         self._turns: list[list[RtpStream]] = [[] for _ in range(RECORD_RING)]  # by slot
         self._in_band = False  # ... some stream without telephone-event (in-band DTMF)
         self._rec_ring = np.zeros((capacity, RECORD_RING, FRAME_SAMPLES, 2), dtype="<i2")
@@ -430,12 +476,16 @@ class MediaPlane:
         stream.group = min(range(PHASES), key=lambda g: len(self._groups[g]))
         self._groups[stream.group].append(stream)
         if not self.clock.running:
+            self._start_pacer()
             self.clock.start()
 
     def close(self, stream: RtpStream) -> None:
         """Stop the stream, free its port and slot, finish its recording. Idempotent."""
+        if self._pacer is not None:
+            self._pacer.stop_sending(stream)  # the pacer is done with its socket after this
         stream.sending = False
         if stream in self.streams:
+            self._closed_in_frame = True
             self.streams.remove(stream)
             self._groups[stream.group].remove(stream)
             self._flush_recording(stream, self._rec_frames - 1)
@@ -458,6 +508,26 @@ class MediaPlane:
         for stream in list(self.streams):
             self.close(stream)
         self.clock.stop()
+        if self._pacer is not None:
+            self._pacer.stop()
+            self._pacer = None
+
+    def _start_pacer(self) -> None:
+        """Packets go out from the pacer's thread on a real clock (see :mod:`.pacer`); on a
+        virtual-time loop (the tests' scenarios) the tick sends them itself."""
+        use = self._use_pacer
+        if use is None:
+            use = not isinstance(self._loop, VirtualClockLoop)
+        if use and self._pacer is None:
+            self._pacer = RtpPacer(on_sent=self._sent)
+        if self._pacer is not None:
+            self._pacer.start()
+
+    def _sent(self, deadline: float, sent_at: float, packets: int) -> None:
+        self.packets_out += packets
+        hook = self.on_sent
+        if hook is not None:
+            hook(deadline, sent_at, packets)
 
     def _grow(self) -> None:
         old = self._capacity
@@ -472,106 +542,114 @@ class MediaPlane:
 
     # --- the shared media clock: four 5 ms phases of the 20 ms frame ----------------------
     def _tick(self, n: int) -> None:
-        """One phase: send this group's packets (made one frame ago), make its next ones.
+        """One phase: make this group's next packets, due one frame (20 ms) later.
 
         Every stream belongs to one of :data:`PHASES` groups and sends every 20 ms on its
-        group's phase of the clock, so a phase sends a quarter of the packets and each leaves
-        within a few ms of its deadline; packets are made one frame ahead so the sending loop
-        does nothing else (one frame, 20 ms, more audio delay than sending as they are made).
+        group's phase of the clock, so a phase sends a quarter of the packets. The packets are
+        made one frame ahead and handed to the pacer thread, which sends them at their
+        deadline however busy the loop is (one frame, 20 ms, more audio delay than sending
+        them as they are made); without a pacer the tick first sends the ones made a frame ago.
         The caller's frames taken in the four phases are decoded, run through VAD and the
         in-band DTMF detector, handed to the operations and recorded together in the last.
         """
         phase = n % PHASES
         group = self._groups[phase]
-        out = 0
-        for stream, packets in self._ready[phase]:
-            if stream.sending:  # not closed or put on hold since
-                sendto, remote = stream.sock.sendto, stream.remote
-                try:
-                    for packet in packets:
-                        sendto(packet, remote)
-                except OSError:  # a full socket buffer: the packet is lost, as on the wire
-                    stream.send_errors += 1
-                    continue
-                out += len(packets)
-        self.packets_out += out
-        self.last_sent_at = time.monotonic()
+        pacer = self._pacer
+        if pacer is None:  # no pacer thread: send the packets made one frame ago now
+            self._send_inline(self._ready[phase], self.clock.deadline)
         ready: list[tuple[RtpStream, list[bytes]]] = []
-        self._ready[phase] = ready
         now = self.now()
         cycle, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
-        alaw, recorded, wants = self._alaw, self._recorded, self._wants
+        alaw, recorded, wants, slots = self._alaw, self._recorded, self._wants, self._slots
         frame_index = self._rec_frames
+        row = len(cycle)
         for stream in group:
             try:
                 payload = stream.frame_out()
             except Exception:
                 log.exception("rtp.frame_out_failed", call_id=stream.channel.call_id)
                 payload = stream._silence
-            sender = stream.sender
-            assert sender is not None
             if stream.sending:
-                ready.append((stream, sender.tick(payload)))
+                ready.append((stream, stream.sender.tick(payload)))  # type: ignore[union-attr]
             else:  # on hold: nothing is sent, the RTP timestamps keep time
-                sender.tick(None)
-            frame = stream.next_inbound()
-            if frame is None:
-                missing.append(len(cycle))
+                stream.sender.tick(None)  # type: ignore[union-attr]
+            inbound = stream.inbound
+            if inbound:
+                frame = inbound.popleft()
+                if len(frame) != FRAME_SAMPLES:  # another packet time: cut or pad to 20 ms
+                    frame = frame[:FRAME_SAMPLES].ljust(FRAME_SAMPLES, stream._silence[:1])
+            else:
+                missing.append(row)
                 frame = stream._silence
             if stream._encoding == "pcma":
-                alaw.append(len(cycle))
+                alaw.append(row)
             if stream.recorder is not None:
-                recorded.append(len(cycle))
+                recorded.append(row)
                 if stream.rec_from is None:
                     stream.rec_from = frame_index
             op = stream.channel.operation
             if op is not None and op.wants_audio:
-                wants.append(len(cycle))
+                wants.append(row)
             cycle.append(stream)
+            slots.append(stream.slot)
             payloads.append(payload)
             heard.append(frame)
+            row += 1
             events = stream.events
             if events is None:
                 self._in_band = True
-            elif events.active_digit is not None and now - stream.last_event_at > EVENT_TIMEOUT:
+            elif events.code is not None and now - stream.last_event_at > EVENT_TIMEOUT:
                 events.expire()
+        if pacer is None:
+            self._ready[phase] = ready
+        else:  # due one frame after this tick's deadline; loop time is monotonic time here
+            pacer.submit(self.clock.deadline + FRAME_SECONDS, ready)
         if phase == PHASES - 1:
             self._frame_done()
+
+    def _send_inline(self, batch: list[tuple[RtpStream, list[bytes]]], deadline: float) -> None:
+        out = RtpPacer._send(batch)
+        self._sent(deadline, time.monotonic(), out)
 
     def _frame_done(self) -> None:
         """The 20 ms frame of every stream is in: detectors, operations, recordings."""
         streams, payloads, heard, missing = self._cycle, self._payloads, self._heard, self._missing
         alaw, recorded, wants, in_band = self._alaw, self._recorded, self._wants, self._in_band
+        slots, closed = self._slots, self._closed_in_frame
         self._cycle, self._payloads, self._heard, self._missing = [], [], [], []
         self._alaw, self._recorded, self._wants, self._in_band = [], [], [], False
+        self._slots, self._closed_in_frame = [], False
         if not streams:
             return
         engine_pcm = self._decode(payloads, alaw)
         caller_pcm = self._decode(heard, alaw)
         if missing:
             caller_pcm[missing] = 0
-        slots = [stream.slot for stream in streams]
-        inbound = self._inbound
-        inbound[:] = 0
-        inbound[slots] = caller_pcm
-        voiced = self._vad.feed(inbound)
-        digits = self._dtmf.feed(inbound) if in_band else []
+        digits = []
+        if in_band:  # the detector runs over every slot, in step
+            inbound = self._inbound
+            inbound[:] = 0
+            inbound[slots] = caller_pcm
+            digits = self._dtmf.feed(inbound)
         frame_index = self._rec_frames
         pos = frame_index % RECORD_RING
         self._rec_frames += 1
         if self._rec_frames % RTCP_CHECK_FRAMES == 0:
             self._send_reports()
-        recorded = [row for row in recorded if streams[row].recorder is not None]
+        if closed:  # a stream closed during the frame: its slot may be another's by now
+            recorded = [row for row in recorded if streams[row].recorder is not None]
         if recorded:
             ring = self._rec_ring
-            rows = [slots[row] for row in recorded]
-            ring[rows, pos, :, 0] = caller_pcm[recorded]
-            ring[rows, pos, :, 1] = engine_pcm[recorded]
-        for row in wants:  # operations taking the caller's audio (record)
-            stream = streams[row]
-            op = stream.channel.operation
-            if op is not None and op.wants_audio:
-                op.frame_in(caller_pcm[row], bool(voiced[stream.slot]))
+            rows = np.array(recorded, dtype=np.intp)
+            ring_rows = np.array(slots, dtype=np.intp)[rows]
+            ring[ring_rows, pos, :, 0] = caller_pcm[rows]
+            ring[ring_rows, pos, :, 1] = engine_pcm[rows]
+        if wants:  # operations taking the caller's audio (record, bridge), with VAD
+            voiced = self._vad.feed_rows(caller_pcm[wants], [slots[row] for row in wants])
+            for row, loud in zip(wants, voiced.tolist(), strict=True):
+                op = streams[row].channel.operation
+                if op is not None and op.wants_audio:
+                    op.frame_in(caller_pcm[row], loud)
         for stream in self._turns[pos]:  # each recording's turn comes once per ring
             self._flush_recording(stream, frame_index)
         if digits:

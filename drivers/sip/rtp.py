@@ -162,7 +162,7 @@ class TelephoneEventReceiver:
 
     def __init__(self, payload_type: int, *, remembered: int = 16) -> None:
         self.payload_type = payload_type
-        self._code: int | None = None  # event code of the digit in progress
+        self.code: int | None = None  # event code of the digit in progress, None between digits
         self._start = 0  # its first timestamp
         self._segment = 0  # timestamp of its current segment
         self._offset = 0  # samples from the start to the current segment
@@ -171,7 +171,7 @@ class TelephoneEventReceiver:
 
     @property
     def active_digit(self) -> str | None:
-        return EVENT_DIGITS[self._code] if self._code is not None else None
+        return EVENT_DIGITS[self.code] if self.code is not None else None
 
     def feed(self, packet: RtpPacket) -> list[TelephoneEvent]:
         """Events caused by one received packet (empty for audio and duplicates)."""
@@ -184,16 +184,16 @@ class TelephoneEventReceiver:
         if timestamp in self._finished:
             return []  # redundant end or a late continuation of a reported event
         out: list[TelephoneEvent] = []
-        if self._code is not None and timestamp != self._segment:
+        if self.code is not None and timestamp != self._segment:
             ahead = (timestamp - self._segment) & 0xFFFFFFFF
-            if not packet.marker and payload.event == self._code and 0 < ahead < 2**31:
+            if not packet.marker and payload.event == self.code and 0 < ahead < 2**31:
                 self._finished.append(self._segment)  # next segment of a long press
                 self._offset = (timestamp - self._start) & 0xFFFFFFFF
                 self._segment = timestamp
             else:
                 out.extend(self.expire())  # a new event began: the previous end was lost
-        if self._code is None:
-            self._code = payload.event
+        if self.code is None:
+            self.code = payload.event
             self._start = self._segment = timestamp
             self._offset = self._duration = 0
             out.append(
@@ -206,15 +206,15 @@ class TelephoneEventReceiver:
 
     def expire(self) -> list[TelephoneEvent]:
         """End the current event without its end packet (the shell's timeout, or a new event)."""
-        return [self._end(received=False)] if self._code is not None else []
+        return [self._end(received=False)] if self.code is not None else []
 
     def _end(self, *, received: bool) -> TelephoneEvent:
-        assert self._code is not None
+        assert self.code is not None
         self._finished.extend({self._start, self._segment})
         event = TelephoneEvent(
-            EVENT_DIGITS[self._code], "end", self._start, self._duration, received
+            EVENT_DIGITS[self.code], "end", self._start, self._duration, received
         )
-        self._code = None
+        self.code = None
         return event
 
 
