@@ -31,7 +31,7 @@ install_system() {
 install_python() {
     [ -x .venv/bin/python ] || python3 -m venv .venv
     local stamp=.venv/.installed want
-    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    want=$(cat pyproject.toml setup.py drivers/sip/_rtpio.c | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "dev.sh: installing Python packages into .venv" >&2
         .venv/bin/python -m pip install -q --upgrade pip

@@ -18,7 +18,7 @@ from hotline.services import work_orders
 from hotline.services.registry import SERVICE_NAMES, ServiceRegistry
 from hotline.store.db import Database
 from hotline.store.demo import ensure_demo_data
-from hotline.store.models import LOCAL_TZ, Account, Customer, VoiceMessage, WorkOrder
+from hotline.store.models import LOCAL_TZ, Account, Bill, Customer, VoiceMessage, WorkOrder
 from ivr.ports import CallContext, ServiceResult
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Monday 10:00 in China
@@ -138,6 +138,43 @@ async def test_current_bill_not_found(services: ServiceRegistry) -> None:
     assert (typo.status, typo.data["reason"]) == ("not_found", "invalid")
     missing = await call(services, "billing.current_bill")
     assert missing.status == "error" and "missing argument 'account'" in missing.data["message"]
+
+
+async def test_current_bill_is_the_latest_one_and_an_account_may_have_none(
+    services: ServiceRegistry, db: Database
+) -> None:
+    async with db.session() as session:
+        owner = await session.scalar(select(Account).where(Account.account_no == "1234567890"))
+        assert owner is not None
+        session.add_all(
+            [
+                Bill(
+                    account_id=owner.id,
+                    period=period,
+                    kwh=Decimal("1"),
+                    charge=Decimal(charge),
+                    paid=Decimal("0"),
+                    balance=Decimal("0"),
+                    due_date=date(2027, 1, 25),
+                )
+                for period, charge in (("2026-12", "77.70"), ("2019-01", "1.00"))
+            ]
+        )
+        session.add(
+            Account(
+                account_no="9999999999",
+                customer_id=owner.customer_id,
+                address="和平路18号",
+                area=owner.area,
+                meter_type="single_phase_smart",
+            )
+        )
+        await session.commit()
+    latest = await call(services, "billing.current_bill", account="1234567890")
+    assert (latest.data["period"], latest.data["charge"]) == ("2026-12", Decimal("77.70"))
+    assert latest.data["customer_name"] == "张伟"
+    new = await call(services, "billing.current_bill", account="9999999999")
+    assert (new.status, new.data["reason"]) == ("not_found", "no_bill")
 
 
 async def test_account_by_phone(services: ServiceRegistry) -> None:

@@ -133,6 +133,8 @@ class RtpStream:
         self.packets_in = 0
         self.packets_out = 0
         self.latched: tuple[str, int] | None = None  # the caller's RTP source, once seen
+        self.latched_key: tuple[int, int] | None = None  # ... as (IPv4 address, port)
+        self.fd = -1  # the RTP socket's file descriptor
         self._fast: tuple[Any, int, bytes, int] | None = None  # (play, item, its bytes, limit)
         self.foreign_packets = 0
         self._encode: Any = ulaw_encode
@@ -229,19 +231,27 @@ class RtpStream:
     def in_band_dtmf(self) -> bool:
         return self.events is None
 
-    def received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.plan is None:
-            return
-        # fast path: a plain audio packet (version 2, no padding, CSRC or extension)
+    def take(self, data: bytes, addr: tuple[str, int]) -> bool:
+        """The fast path, safe in the pacer's thread: a plain audio packet (version 2, no
+        padding, CSRC or extension) from the latched caller joins the inbound frames."""
+        return addr == self.latched and self.take_latched(data)
+
+    def take_latched(self, data: bytes) -> bool:
+        """:meth:`take` for a packet known to come from the latched caller."""
         if (
-            addr == self.latched
-            and len(data) > 12
+            len(data) > 12
             and data[0] == 0x80
             and data[1] & 0x7F == self._audio_pt
+            and self.plan is not None
         ):
             self.packets_in += 1
-            self.plane.packets_in += 1
             self.inbound.append(data[12:])  # decoded with all streams' frames at the tick
+            return True
+        return False
+
+    def received(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A packet, on the loop: the fast path, else parsed in full."""
+        if self.plan is None or self.take(data, addr):
             return
         try:
             self._received(data, addr)
@@ -262,7 +272,6 @@ class RtpStream:
             self.foreign_packets += 1  # another source: dropped, it cannot take the stream over
             return
         self.packets_in += 1
-        self.plane.packets_in += 1
         if self.events is not None and packet.payload_type == self.events.payload_type:
             self.last_event_at = self.plane.now()
             try:
@@ -285,6 +294,10 @@ class RtpStream:
         except OSError as exc:  # stays unconnected: sendto and the source check still work
             log.debug("rtp.connect_failed", call_id=self.channel.call_id, error=str(exc))
             return
+        try:
+            self.latched_key = (int.from_bytes(socket.inet_aton(addr[0]), "big"), addr[1])
+        except OSError:  # not IPv4: the pacer compares addresses as text
+            self.latched_key = None
         self.connected = True
 
     def frame_out(self) -> bytes:
@@ -381,8 +394,8 @@ class MediaPlane:
         self._inbound = np.zeros((capacity, FRAME_SAMPLES), dtype=np.int16)
         self._ports_in_use: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.packets_in = 0  # RTP packets received / sent on all streams
-        self.packets_out = 0
+        self._packets_in_closed = 0  # RTP packets received by streams since closed
+        self.packets_out = 0  # RTP packets sent on all streams
         self.on_sent: SentHook | None = None  # (deadline, sent_at, packets) after each batch
         self._use_pacer = pacer  # None: a pacer thread unless the loop's time is virtual
         self._pacer: RtpPacer | None = None
@@ -405,6 +418,11 @@ class MediaPlane:
     def now(self) -> float:
         return self._loop.time() if self._loop is not None else 0.0
 
+    @property
+    def packets_in(self) -> int:
+        """RTP packets received on all streams, open and closed."""
+        return self._packets_in_closed + sum(stream.packets_in for stream in self.streams)
+
     # --- streams -----------------------------------------------------------------------
     async def open(self, channel: Any) -> RtpStream:
         """Bind an RTP port for ``channel``; :meth:`start` it once the plan is known."""
@@ -416,22 +434,30 @@ class MediaPlane:
         )
         stream: RtpStream | None = None
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        pacer = self._start_pacer()
         for port in candidates:
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 sock.setblocking(False)
                 sock.bind((self.host, port))
-                transport, protocol = await self._loop.create_datagram_endpoint(
-                    _RtpProtocol, sock=sock
-                )
+                if pacer is None:  # the loop reads the socket
+                    transport, protocol = await self._loop.create_datagram_endpoint(
+                        _RtpProtocol, sock=sock
+                    )
             except OSError:
                 sock.close()
                 continue
             bound = sock.getsockname()[1]
-            stream = RtpStream(self, channel, transport, bound)
-            stream.sock = sock  # the clock sends on it directly: cheaper than the transport
-            protocol.stream = stream
-            protocol.datagram_received = stream.received  # type: ignore[method-assign]
+            if pacer is None:
+                stream = RtpStream(self, channel, transport, bound)
+                protocol.stream = stream
+                protocol.datagram_received = stream.received  # type: ignore[method-assign]
+            else:  # the pacer's thread reads it
+                stream = RtpStream(self, channel, None, bound)
+            stream.sock = sock  # packets are sent on it directly: cheaper than a transport
+            stream.fd = sock.fileno()
+            if pacer is not None:
+                pacer.watch(stream)
             await self._open_rtcp(stream)
             break
         if stream is None:
@@ -476,13 +502,13 @@ class MediaPlane:
         stream.group = min(range(PHASES), key=lambda g: len(self._groups[g]))
         self._groups[stream.group].append(stream)
         if not self.clock.running:
-            self._start_pacer()
             self.clock.start()
 
     def close(self, stream: RtpStream) -> None:
         """Stop the stream, free its port and slot, finish its recording. Idempotent."""
-        if self._pacer is not None:
-            self._pacer.stop_sending(stream)  # the pacer is done with its socket after this
+        if self._pacer is not None:  # the pacer is done with its socket after this
+            self._pacer.unwatch(stream)
+            self._pacer.stop_sending(stream)
         stream.sending = False
         if stream in self.streams:
             self._closed_in_frame = True
@@ -494,7 +520,12 @@ class MediaPlane:
                 turn.remove(stream)
             self._free_slots.append(stream.slot)
         self._ports_in_use.discard(stream.port)
-        stream.transport.close()
+        self._packets_in_closed += stream.packets_in
+        stream.packets_in = 0
+        if stream.transport is not None:
+            stream.transport.close()
+        elif stream.sock is not None:
+            stream.sock.close()
         if stream.rtcp is not None:
             stream.rtcp.close()
         recorder, stream.recorder = stream.recorder, None
@@ -512,16 +543,17 @@ class MediaPlane:
             self._pacer.stop()
             self._pacer = None
 
-    def _start_pacer(self) -> None:
-        """Packets go out from the pacer's thread on a real clock (see :mod:`.pacer`); on a
-        virtual-time loop (the tests' scenarios) the tick sends them itself."""
+    def _start_pacer(self) -> RtpPacer | None:
+        """On a real clock the pacer's thread sends the packets and reads the sockets (see
+        :mod:`.pacer`); on a virtual-time loop (the tests' scenarios) the loop does both."""
         use = self._use_pacer
         if use is None:
             use = not isinstance(self._loop, VirtualClockLoop)
         if use and self._pacer is None:
-            self._pacer = RtpPacer(on_sent=self._sent)
+            self._pacer = RtpPacer(on_sent=self._sent, loop=self._loop, native=":" not in self.host)
         if self._pacer is not None:
             self._pacer.start()
+        return self._pacer
 
     def _sent(self, deadline: float, sent_at: float, packets: int) -> None:
         self.packets_out += packets
@@ -608,7 +640,7 @@ class MediaPlane:
             self._frame_done()
 
     def _send_inline(self, batch: list[tuple[RtpStream, list[bytes]]], deadline: float) -> None:
-        out = RtpPacer._send(batch)
+        out = RtpPacer.send_now(batch)
         self._sent(deadline, time.monotonic(), out)
 
     def _frame_done(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from hotline.store.db import Database
 from hotline.store.models import Account, Bill, Customer, normalize_account_no, normalize_phone
@@ -26,6 +26,32 @@ from ivr.ports import ServiceResult
 log = structlog.get_logger(__name__)
 
 ZERO = Decimal("0.00")
+
+
+_LATEST_BILL = (
+    select(Bill.id)
+    .where(Bill.account_id == Account.id)
+    .order_by(Bill.period.desc())
+    .limit(1)
+    .scalar_subquery()
+    .correlate(Account)
+)
+_CURRENT_BILL = (
+    select(
+        Account.area,
+        Customer.name.label("customer_name"),
+        Bill.period,
+        Bill.kwh,
+        Bill.charge,
+        Bill.paid,
+        Bill.balance,
+        Bill.due_date,
+    )
+    .select_from(Account)
+    .join(Customer, Account.customer_id == Customer.id)
+    .outerjoin(Bill, Bill.id == _LATEST_BILL)
+    .where(Account.account_no == bindparam("account_no"))
+)
 
 
 def _not_found(key: str, value: object, reason: str, message: str) -> ServiceResult:
@@ -39,36 +65,28 @@ async def current_bill(
     account_no = normalize_account_no(account)
     if account_no is None:
         return _not_found("account_no", account, "invalid", f"not a 10-digit account: {account!r}")
-    async with db.session() as session:
-        row = (
-            await session.execute(
-                select(Account, Customer.name)
-                .join(Customer, Account.customer_id == Customer.id)
-                .where(Account.account_no == account_no)
-            )
-        ).first()
-        if row is None:
-            return _not_found("account_no", account_no, "unknown_account", "no such account")
-        found, customer_name = row
-        bill = await session.scalar(
-            select(Bill).where(Bill.account_id == found.id).order_by(Bill.period.desc()).limit(1)
-        )
-    if bill is None:
+    # one statement on a plain connection (no ORM session, no objects): this runs for every
+    # caller who asks for the bill, often hundreds within seconds of each other
+    async with db.engine.connect() as connection:
+        row = (await connection.execute(_CURRENT_BILL, {"account_no": account_no})).first()
+    if row is None:
+        return _not_found("account_no", account_no, "unknown_account", "no such account")
+    if row.period is None:
         return _not_found("account_no", account_no, "no_bill", "the account has no bill yet")
-    log.debug("billing.current_bill", call_id=call_id, account_no=account_no, period=bill.period)
+    log.debug("billing.current_bill", call_id=call_id, account_no=account_no, period=row.period)
     return ServiceResult(
         "found",
         {
             "account_no": account_no,
-            "customer_name": customer_name,
-            "area": found.area,
-            "period": bill.period,
-            "kwh": bill.kwh,
-            "charge": bill.charge,
-            "paid": bill.paid,
-            "balance": bill.balance,
-            "arrears": -bill.balance if bill.balance < 0 else ZERO,
-            "due_date": bill.due_date,
+            "customer_name": row.customer_name,
+            "area": row.area,
+            "period": row.period,
+            "kwh": row.kwh,
+            "charge": row.charge,
+            "paid": row.paid,
+            "balance": row.balance,
+            "arrears": -row.balance if row.balance < 0 else ZERO,
+            "due_date": row.due_date,
         },
     )
 
