@@ -6,8 +6,8 @@
 #   ./dev.sh bench    run the benchmarks under bench/
 #   ./dev.sh hotline ARGS...   any other `hotline` command inside the project's environment
 #
-# System packages (espeak-ng, sox, ffmpeg, python3-venv) come from apt; Python packages go
-# into .venv. Both steps are skipped when nothing changed.
+# System packages (espeak-ng, sox, ffmpeg, python3-venv, and gcc/python3-dev for the one C
+# module) come from apt; Python packages go into .venv. Both steps are skipped when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -21,6 +21,10 @@ install_system() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    # a C compiler and Python's headers build drivers/sip/_rtpio.c (setup.py)
+    command -v gcc >/dev/null || missing+=(gcc)
+    python3 -c 'import os, sysconfig; assert os.path.exists(os.path.join(
+        sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null || missing+=(python3-dev)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "dev.sh: installing ${missing[*]}" >&2
         as_root apt-get update -qq

@@ -28,11 +28,13 @@ writes to its file in one piece twice a second, on its own turn, and at its end.
 RTP is symmetric: packets go to the address of the SDP offer until the caller's first packet
 arrives, then to where it came from, and the socket is connected to that address, so the
 kernel drops any other source's packets (those already queued are dropped here and counted
-in ``foreign_packets``): a stray sender cannot take a call's audio over. Plain audio packets
-take a fast path (no header parsing beyond the first two octets); RFC 4733 digits are decoded
-by :class:`~drivers.sip.rtp.TelephoneEventReceiver` as packets arrive. The in-band detector is
-vectorized over ``capacity`` slots; the plane doubles them (forgetting partial tones) when
-calls outgrow it.
+in ``foreign_packets``): a stray sender cannot take a call's audio over. On a real clock the
+pacer's thread reads the sockets too: plain audio packets from the latched caller take a fast
+path there (no header parsing beyond the first two octets, :meth:`RtpStream.take`), anything
+else is handed to the loop (:meth:`RtpStream.received`), where RFC 4733 digits are decoded by
+:class:`~drivers.sip.rtp.TelephoneEventReceiver`; on a virtual-time loop the loop reads them.
+The in-band detector is vectorized over ``capacity`` slots; the plane doubles them
+(forgetting partial tones) when calls outgrow it.
 
 Minimal RTCP (:mod:`drivers.sip.rtcp`): each stream also binds RTP port + 1 (when free) and
 sends a sender report with its CNAME there about every 5 s; RTCP arriving is checked, counted
