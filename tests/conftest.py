@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from support import make_config, run_virtual
+from support import REPO, make_config, run_virtual
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +36,13 @@ def engine_config(engine_template: Path, tmp_path: Path) -> Any:
     (tmp_path / "var").mkdir()
     shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
     return make_config(tmp_path, cache=engine_template / "cache")
+
+
+@pytest.fixture
+def acd_config(engine_template: Path, tmp_path: Path) -> Any:
+    """An engine with the contact centre: the demo queues and agents of ``queues/``."""
+    (tmp_path / "var").mkdir()
+    shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
+    return make_config(
+        tmp_path, cache=engine_template / "cache", acd={"queues_dir": str(REPO / "queues")}
+    )

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from drivers.clock import VirtualClockLoop
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,3 +60,16 @@ def with_engine(config: Any, body: Callable[[Any], Awaitable[Any]], **engine_kw:
             await engine.stop()
 
     return run_virtual(go)
+
+
+def dominant_hz(samples: np.ndarray) -> float:
+    """The strongest frequency in 8 kHz ``samples`` (what a line carried: whose tone)."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return float(np.argmax(spectrum) * 8000 / len(samples))
+
+
+def queue_events(engine: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """Every ``queue.*`` event the engine publishes from now on, as (kind, agent, data)."""
+    seen: list[tuple[str, str | None, dict[str, Any]]] = []
+    engine.bus.subscribe("queue.", lambda e: seen.append((e.kind, e.data.get("agent_id"), e.data)))
+    return seen

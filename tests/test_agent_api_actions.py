@@ -10,8 +10,6 @@ the TRANSFER queue event and the agents' states.
 from __future__ import annotations
 
 import asyncio
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,27 +20,7 @@ from drivers.simboard.line import FarEnd
 from hotline.contact_center import MUSIC_PROMPT_ID, CallControlError
 from ivr.speech.readout import say
 from sim.caller import Caller, LocalLine
-from support import REPO, make_config, with_engine
-
-
-@pytest.fixture
-def acd_config(engine_template: Path, tmp_path: Path) -> Any:
-    (tmp_path / "var").mkdir()
-    shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
-    return make_config(
-        tmp_path, cache=engine_template / "cache", acd={"queues_dir": str(REPO / "queues")}
-    )
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
-    return float(np.argmax(spectrum) * 8000 / len(samples))
-
-
-def queue_events(engine: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
-    seen: list[tuple[str, str | None, dict[str, Any]]] = []
-    engine.bus.subscribe("queue.", lambda e: seen.append((e.kind, e.data.get("agent_id"), e.data)))
-    return seen
+from support import dominant_hz, queue_events, with_engine
 
 
 def ringing(far: FarEnd) -> bool:

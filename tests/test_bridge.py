@@ -13,12 +13,8 @@ from drivers.channel import HangupCause, Reason
 from drivers.media.tones import sine
 from drivers.simboard.board import SimBoard
 from drivers.simboard.channel import SimChannel
+from support import dominant_hz
 from support import run_virtual as run
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
-    return float(np.argmax(spectrum) * 8000 / len(samples))
 
 
 async def _caller_and_agent(tmp_path: Path) -> tuple[SimBoard, SimChannel, SimChannel]:

@@ -22,33 +22,13 @@ from drivers.media.tones import sine
 from drivers.simboard.line import FarEnd
 from ivr.speech.readout import say
 from sim.caller import Caller, LocalLine
-from support import REPO, make_config, with_engine
+from support import REPO, dominant_hz, queue_events, with_engine
 
 AGENT_IDS = ("1001", "1002", "1003", "1004")
 
 
-@pytest.fixture
-def acd_config(engine_template: Path, tmp_path: Path) -> Any:
-    (tmp_path / "var").mkdir()
-    shutil.copy(engine_template / "var" / "hotline.db", tmp_path / "var" / "hotline.db")
-    return make_config(
-        tmp_path, cache=engine_template / "cache", acd={"queues_dir": str(REPO / "queues")}
-    )
-
-
-def dominant_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
-    return float(np.argmax(spectrum) * 8000 / len(samples))
-
-
 def ringing(far: FarEnd) -> bool:
     return far.call is not None and far.call.answered is None and far.call.ended is None
-
-
-def queue_events(engine: Any) -> list[tuple[str, str | None, dict[str, Any]]]:
-    seen: list[tuple[str, str | None, dict[str, Any]]] = []
-    engine.bus.subscribe("queue.", lambda e: seen.append((e.kind, e.data.get("agent_id"), e.data)))
-    return seen
 
 
 async def ask_for_agent(engine: Any, trunk: int = 1) -> Caller:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_contact_center import ask_for_agent, queue_events, ringing, seat_rings
+from test_contact_center import ask_for_agent, ringing, seat_rings
 
 from hotline.contact_center import RECONCILE_SECONDS
 from ivr.speech.readout import say
-from support import REPO, make_config, with_engine
+from support import REPO, make_config, queue_events, with_engine
 
 
 @pytest.fixture

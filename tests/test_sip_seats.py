@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sip_seat_phone import SeatPhone
-from test_contact_center import ask_for_agent, dominant_hz, queue_events, ringing, seat_rings
+from test_contact_center import ask_for_agent, ringing, seat_rings
 from test_sip_calls import SipCaller, listen, said, wait_for
 
 from drivers.media.g711 import ulaw_decode
@@ -30,7 +30,7 @@ from drivers.sip.outbound import DialRefused
 from drivers.sip.sdp import parse_sdp
 from hotline.services.sip_seats import DEMO_PASSWORD
 from ivr.speech.readout import say
-from support import REPO, make_config, with_engine
+from support import REPO, dominant_hz, make_config, queue_events, with_engine
 
 OTHERS = ("1002", "1003", "1004")
 

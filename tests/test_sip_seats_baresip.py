@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_contact_center import ask_for_agent, dominant_hz
+from test_contact_center import ask_for_agent
 from test_sip_baresip import BARESIP, Baresip, baresip_folder, free_port
 from test_sip_seats import OTHERS, seat_config  # noqa: F401  (the fixture)
 
@@ -26,6 +26,7 @@ from drivers.clock import new_loop
 from drivers.media.tones import sine
 from hotline.services.sip_seats import DEMO_PASSWORD
 from ivr.speech.readout import say
+from support import dominant_hz
 
 pytestmark = pytest.mark.skipif(
     BARESIP is None, reason="baresip is not installed (apt-get install baresip)"
