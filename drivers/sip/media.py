@@ -133,7 +133,6 @@ class RtpStream:
         self.recorder: CallRecorder | None = None
         self.last_event_at = 0.0
         self.packets_in = 0
-        self.packets_out = 0
         self.latched: tuple[str, int] | None = None  # the caller's RTP source, once seen
         self.latched_key: tuple[int, int] | None = None  # ... as (IPv4 address, port)
         self.fd = -1  # the RTP socket's file descriptor
@@ -349,20 +348,6 @@ class RtpStream:
                 return chunk
         return self._encode(pcm).tobytes()
 
-    def next_inbound(self) -> bytes | None:
-        """The caller's next buffered frame as exactly 160 codec bytes, if any."""
-        if not self.inbound:
-            return None
-        payload = self.inbound.popleft()
-        if len(payload) != FRAME_SAMPLES:  # another packet time: cut or pad to 20 ms
-            payload = payload[:FRAME_SAMPLES].ljust(FRAME_SAMPLES, bytes([self._silence_code]))
-        return payload
-
-    def expire_event(self, now: float) -> None:
-        if self.events is not None and self.events.active_digit is not None:
-            if now - self.last_event_at > EVENT_TIMEOUT:
-                self.events.expire()
-
 
 class MediaPlane:
     """All RTP streams of one SIP endpoint on one :class:`MediaClock`."""
@@ -511,7 +496,8 @@ class MediaPlane:
         if self._pacer is not None:  # the pacer is done with its socket after this
             self._pacer.unwatch(stream)
             self._pacer.stop_sending(stream)
-        stream.sending = False
+        else:
+            stream.sending = False
         if stream in self.streams:
             self._closed_in_frame = True
             self.streams.remove(stream)
